@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// RunConfig is the `run` subcommand's configuration.
+type RunConfig struct {
+	Scenarios []Scenario
+	Peers     []string      // peer names to compare against: nginx, haproxy
+	VKP       string        // vkp binary; "" builds one from the repo root
+	Duration  time.Duration // measured time per scenario × proxy
+	Warmup    time.Duration // excluded from the numbers
+	Conns     int           // closed-loop connections
+	Rate      float64       // open-loop requests/s
+	OpenConns int           // open-loop maximum in flight
+	Timeout   time.Duration // per request
+	Workers   int           // nginx worker_processes, HAProxy nbthread
+	Log       io.Writer     // progress and notes (stderr)
+}
+
+// Cell is the outcome of one scenario on one proxy.
+type Cell struct {
+	Scenario Scenario
+	Proxy    string
+	Status   string // "" when measured; else "not implemented", "n/a (...)", "failed: ..."
+	Load     *LoadResult
+
+	OriginRequests int64
+	OriginMissing  int64   // request body bytes the origin did not receive
+	Delivery       float64 // shadow body bytes / body bytes sent; < 0 when not mirrored
+	ShadowBytes    int64
+	Usage          usage // CPU over the measured interval, peak RSS over the proxy's life
+}
+
+// Run measures every scenario on vkp and every installed peer, one after
+// the other with identical parameters, and returns the cells in table
+// order. Origins run as separate processes (re-executions of this binary)
+// so their CPU is not charged to the load generator, which runs in this
+// process, as wrk would.
+func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, error) {
+	var notes []string
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+
+	proxies := []Proxy{}
+	vkpBin, vkpWhy := cfg.VKP, ""
+	if vkpBin == "" {
+		vkpBin, err = buildVKP(ctx, tmp, cfg.Log)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			vkpWhy = "failed: build (see log)"
+			notes = append(notes, "vkp: "+firstLine(err.Error()))
+		}
+	}
+	proxies = append(proxies, vkpProxy(vkpBin))
+	var missing []string
+	for _, name := range cfg.Peers {
+		bin, err := exec.LookPath(name)
+		if err != nil {
+			bin = filepath.Join("/usr/sbin", name) // Debian's path, often not in a user's PATH
+			if _, serr := os.Stat(bin); serr != nil {
+				missing = append(missing, name)
+				continue
+			}
+		}
+		switch name {
+		case "nginx":
+			proxies = append(proxies, nginxProxy(bin))
+		case "haproxy":
+			proxies = append(proxies, haproxyProxy(bin))
+		default:
+			return nil, nil, fmt.Errorf("bench: unknown peer %q (known: nginx, haproxy)", name)
+		}
+	}
+	if len(missing) > 0 {
+		line := fmt.Sprintf("%s not installed, skipped; install with: apt-get install -y nginx haproxy",
+			strings.Join(missing, ", "))
+		fmt.Fprintln(cfg.Log, line)
+		notes = append(notes, line)
+	}
+
+	var cells []Cell
+	for _, sc := range cfg.Scenarios {
+		label := sc.Label(cfg.Rate)
+		fmt.Fprintf(cfg.Log, "== %s\n", label)
+		origin, shadow, err := startOrigins(ctx, self, sc)
+		if err != nil {
+			killAll()
+			return cells, notes, err
+		}
+		for _, px := range proxies {
+			c := Cell{Scenario: sc, Proxy: px.Name, Delivery: -1}
+			switch why := px.Supports(sc); {
+			case px.Name == "vkp" && vkpWhy != "":
+				c.Status = vkpWhy
+			case why != "":
+				c.Status = why
+			default:
+				dir, err := os.MkdirTemp(tmp, px.Name+"-")
+				if err == nil {
+					err = runCell(ctx, cfg, px, sc, dir, origin, shadow, &c)
+				}
+				switch {
+				case ctx.Err() != nil:
+					killAll()
+					return cells, notes, ctx.Err()
+				case errors.Is(err, errNotImplemented):
+					c.Status = "not implemented"
+				case err != nil:
+					c.Status = "failed: " + firstLine(err.Error())
+					fmt.Fprintf(cfg.Log, "  %s: %v\n", px.Name, err)
+				}
+			}
+			if c.Status != "" {
+				fmt.Fprintf(cfg.Log, "  %-8s %s\n", px.Name, c.Status)
+			}
+			cells = append(cells, c)
+		}
+		origin.stop(2 * time.Second)
+		if shadow != nil {
+			shadow.stop(2 * time.Second)
+		}
+	}
+	return cells, notes, nil
+}
+
+// originProc is an origin child and the address it bound.
+type originProc struct {
+	*proc
+	addr string
+}
+
+func startOrigins(ctx context.Context, self string, sc Scenario) (*originProc, *originProc, error) {
+	origin, err := startOrigin(self, "origin", sc.RespSize, 0, sc.CacheControl)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !sc.Mirror {
+		return origin, nil, nil
+	}
+	shadow, err := startOrigin(self, "shadow", sc.RespSize, sc.ShadowDelay, "")
+	if err != nil {
+		origin.stop(time.Second)
+		return nil, nil, err
+	}
+	return origin, shadow, nil
+}
+
+func startOrigin(self, name string, size int, delay time.Duration, cacheControl string) (*originProc, error) {
+	line := make(chan string, 1)
+	p, err := startProc(name, []string{self, "origin", "--listen", "127.0.0.1:0",
+		"--size", strconv.Itoa(size), "--delay", delay.String(), "--cache-control", cacheControl}, line)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case l, ok := <-line:
+		if addr, found := strings.CutPrefix(l, "listening on "); ok && found {
+			return &originProc{proc: p, addr: addr}, nil
+		}
+	case <-time.After(5 * time.Second):
+	}
+	p.stop(time.Second)
+	return nil, fmt.Errorf("bench: %s did not report its address\n%s", name, p.logs)
+}
+
+// runCell starts px for sc, warms it up, measures, checks the origins and
+// stops it.
+func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir string, origin, shadow *originProc, c *Cell) error {
+	listen, err := freePort()
+	if err != nil {
+		return err
+	}
+	topo := Topology{Listen: listen, Origin: origin.addr, Cache: sc.Cache, Workers: cfg.Workers, Dir: dir}
+	if shadow != nil {
+		topo.Shadow = shadow.addr
+	}
+	argv, err := px.Write(dir, topo)
+	if err != nil {
+		return err
+	}
+	if err := preflight(ctx, px, dir, argv); err != nil {
+		return err
+	}
+	p, err := startProc(px.Name, argv, nil)
+	if err != nil {
+		return err
+	}
+	defer p.stop(5 * time.Second)
+	if err := waitReady(ctx, p, listen, 10*time.Second); err != nil {
+		return err
+	}
+
+	lc := LoadConfig{
+		Label:          px.Name + " " + sc.Label(cfg.Rate),
+		Addr:           listen,
+		Method:         sc.Method,
+		Path:           "/bench",
+		BodySize:       sc.BodySize,
+		ExpectBodySize: sc.RespSize,
+		Conns:          cfg.Conns,
+		Timeout:        cfg.Timeout,
+	}
+	if sc.Open {
+		lc.Rate, lc.Conns = cfg.Rate, cfg.OpenConns
+	}
+	if cfg.Warmup > 0 {
+		warm := lc
+		warm.Label, warm.Duration = lc.Label+" (warm-up)", cfg.Warmup
+		if _, err := RunLoad(ctx, warm); err != nil {
+			return err
+		}
+		if shadow != nil {
+			// Let warm-up copies land before zeroing, or they would be
+			// counted as deliveries of the measured run.
+			if _, err := settleStats(ctx, shadow.addr, 300*time.Millisecond, 2*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	for _, o := range []*originProc{origin, shadow} {
+		if o != nil {
+			if err := resetStats(o.addr); err != nil {
+				return err
+			}
+		}
+	}
+	before := groupUsage(p.pid())
+	lc.Duration, lc.Progress = cfg.Duration, cfg.Log
+	res, err := RunLoad(ctx, lc)
+	if err != nil {
+		return err
+	}
+	after := groupUsage(p.pid())
+	c.Load = res
+	c.Usage = usage{CPU: after.CPU - before.CPU, PeakRSS: after.PeakRSS}
+	if p.exited() {
+		return fmt.Errorf("bench: %s exited during the run: %v\n%s", px.Name, p.err, p.logs)
+	}
+
+	ost, err := fetchStats(origin.addr)
+	if err != nil {
+		return err
+	}
+	c.OriginRequests = ost.Requests
+	if miss := res.BodySent - ost.BodyBytes; miss > 0 {
+		c.OriginMissing = miss
+	}
+	if shadow != nil {
+		sst, err := settleStats(ctx, shadow.addr, 300*time.Millisecond, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		c.ShadowBytes = sst.BodyBytes
+		if res.BodySent > 0 {
+			c.Delivery = float64(sst.BodyBytes) / float64(res.BodySent)
+		}
+	}
+	return nil
+}
+
+// preflight checks a config before the proxy starts: `vkp validate`
+// reports features vkp does not have yet as a warning containing "not
+// implemented"; `nginx -t` catches a bad generated config early.
+func preflight(ctx context.Context, px Proxy, dir string, argv []string) error {
+	var check []string
+	switch px.Name {
+	case "vkp":
+		check = []string{px.Bin, "validate", "--config", argv[len(argv)-1]}
+	case "nginx":
+		check = nginxArgs(px.Bin, dir, filepath.Join(dir, "nginx.conf"), "-t", "-q")
+	case "haproxy":
+		check = []string{px.Bin, "-c", "-q", "-f", argv[2]}
+	default:
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, check[0], check[1:]...).CombinedOutput()
+	if px.Name == "vkp" && bytes.Contains(bytes.ToLower(out), []byte("not implemented")) {
+		return errNotImplemented
+	}
+	if err != nil {
+		return fmt.Errorf("bench: %s: %v\n%s", strings.Join(check, " "), err, out)
+	}
+	return nil
+}
+
+// buildVKP runs `go build -o TMP/vkp .` in the module root.
+func buildVKP(ctx context.Context, tmp string, log io.Writer) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("bench: go env GOMOD: %w", err)
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	if _, err := os.Stat(filepath.Join(root, "main.go")); err != nil {
+		return "", fmt.Errorf("bench: no vkp main package in %s (pass --vkp PATH)", root)
+	}
+	bin := filepath.Join(tmp, "vkp")
+	fmt.Fprintf(log, "building vkp: go build -o %s . (in %s)\n", bin, root)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(log, "%s\n", out)
+		return "", fmt.Errorf("bench: go build vkp: %w: %s", err, firstLine(string(out)))
+	}
+	return bin, nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

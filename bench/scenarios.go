@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Scenario is one workload, run identically against every proxy.
+type Scenario struct {
+	Name         string
+	Method       string
+	BodySize     int           // request body bytes
+	RespSize     int           // origin response body bytes
+	CacheControl string        // origin Cache-Control
+	Mirror       bool          // route mirrors to a shadow origin
+	ShadowDelay  time.Duration // shadow answers after this long
+	Cache        bool          // route caches responses
+	Open         bool          // open loop at the run's --rate instead of closed loop
+}
+
+// Label is the name shown in the table: "post-1mib-mirror" or
+// "post-1mib-mirror (open 500/s)".
+func (s Scenario) Label(rate float64) string {
+	if s.Open {
+		return fmt.Sprintf("%s (open %g/s)", s.Name, rate)
+	}
+	return s.Name
+}
+
+const mib = 1 << 20
+
+var scenarioTable = []Scenario{
+	{Name: "get-small", Method: "GET", RespSize: 128},
+	{Name: "post-1mib", Method: "POST", BodySize: mib, RespSize: 128},
+	{Name: "post-1mib-mirror", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true},
+	{Name: "post-1mib-mirror-slow", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDelay: 100 * time.Millisecond},
+	{Name: "cache-hit", Method: "GET", RespSize: 4096, CacheControl: "public, max-age=60", Cache: true},
+}
+
+// defaultScenarios is every scenario closed-loop plus the open-loop
+// variants of the mirror scenarios, where queueing behind a slow shadow
+// shows up as latency only if the sender keeps its schedule.
+const defaultScenarios = "get-small,post-1mib,post-1mib-mirror,post-1mib-mirror-slow,cache-hit," +
+	"post-1mib-mirror:open,post-1mib-mirror-slow:open"
+
+// parseScenarios parses a comma-separated list of names, each optionally
+// suffixed ":open" or ":closed". mode ("", "closed" or "open") overrides
+// the suffixes when not empty.
+func parseScenarios(list, mode string) ([]Scenario, error) {
+	switch mode {
+	case "", "closed", "open":
+	default:
+		return nil, fmt.Errorf("bench: --mode %q: want closed or open", mode)
+	}
+	var out []Scenario
+	for _, item := range strings.Split(list, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, loop, _ := strings.Cut(item, ":")
+		s, ok := findScenario(name)
+		if !ok {
+			return nil, fmt.Errorf("bench: unknown scenario %q (known: %s)", name, scenarioNames())
+		}
+		switch loop {
+		case "", "closed":
+		case "open":
+			s.Open = true
+		default:
+			return nil, fmt.Errorf("bench: scenario %q: suffix %q: want :open or :closed", item, loop)
+		}
+		if mode != "" {
+			s.Open = mode == "open"
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("bench: no scenarios")
+	}
+	return out, nil
+}
+
+func findScenario(name string) (Scenario, bool) {
+	for _, s := range scenarioTable {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+func scenarioNames() string {
+	names := make([]string, len(scenarioTable))
+	for i, s := range scenarioTable {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
