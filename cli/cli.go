@@ -1,0 +1,271 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/vkp-proxy/vkp/engine"
+)
+
+// Named exit codes; see doc.go.
+const (
+	ExitOK        = 0
+	ExitRuntime   = 1
+	ExitUsage     = 2
+	ExitBadConfig = 3
+)
+
+// Version is set at build time with -ldflags "-X github.com/vkp-proxy/vkp/cli.Version=...".
+var Version = "dev"
+
+// Run executes the command line and returns the process exit code.
+func Run(args []string) int {
+	return run(args, os.Stdout, os.Stderr, nil)
+}
+
+// run is Run with its outputs and a ready callback (tests).
+func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
+	code := ExitOK
+	app := &ucli.App{
+		Name:        "vkp",
+		Usage:       "a reverse proxy that mirrors production traffic to a shadow service",
+		UsageText:   "vkp serve --config vkp.json\n   vkp validate --config vkp.json\n   vkp version",
+		Writer:      stdout,
+		ErrWriter:   stderr,
+		Version:     Version,
+		HideVersion: true,
+		Description: "vkp reads VKProxy-format JSON (ReverseProxy.Routes / ReverseProxy.Clusters).\n" +
+			"Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.",
+		Commands: []*ucli.Command{
+			serveCommand(&code, stop),
+			validateCommand(&code),
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *ucli.Context) error {
+					fmt.Fprintf(c.App.Writer, "vkp %s (%s, fasthttp v1.74.0)\n", Version, runtime.Version())
+					return nil
+				},
+			},
+		},
+		ExitErrHandler: func(*ucli.Context, error) {},
+		OnUsageError: func(c *ucli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+	}
+	if err := app.Run(args); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) || code == ExitOK {
+			fmt.Fprintf(stderr, "vkp: %v\n", err)
+			if code == ExitOK {
+				code = ExitUsage
+			}
+		}
+	}
+	return code
+}
+
+type usageError struct{ error }
+
+var configFlag = &ucli.StringFlag{
+	Name:     "config",
+	Aliases:  []string{"c"},
+	Usage:    "path of the JSON config (VKProxy format)",
+	EnvVars:  []string{"VKP_CONFIG"},
+	Required: true,
+}
+
+func validateCommand(code *int) *ucli.Command {
+	return &ucli.Command{
+		Name:      "validate",
+		Usage:     "check a config exactly as serve would load it, and print every problem",
+		UsageText: "vkp validate --config vkp.json",
+		Flags:     []ucli.Flag{configFlag},
+		Action: func(c *ucli.Context) error {
+			cfg, err := loadConfig(c.String("config"), c.App.ErrWriter)
+			if err != nil {
+				*code = ExitBadConfig
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s: ok (%d routes, %d clusters, %d warnings)\n",
+				c.String("config"), len(cfg.Routes), len(cfg.Clusters), len(cfg.Warnings))
+			return nil
+		},
+	}
+}
+
+// loadConfig is the one load path of serve and validate. Warnings go to w.
+func loadConfig(path string, w io.Writer) (*engine.Config, error) {
+	cfg, err := engine.LoadConfig(path)
+	var ce *engine.ConfigError
+	if errors.As(err, &ce) {
+		for _, warn := range ce.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", warn)
+		}
+		for _, p := range ce.Problems {
+			fmt.Fprintf(w, "error: %s\n", p)
+		}
+		return nil, fmt.Errorf("%s: invalid config (%d problems)", path, len(ce.Problems))
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, warn := range cfg.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	return cfg, nil
+}
+
+func serveCommand(code *int, stop <-chan struct{}) *ucli.Command {
+	return &ucli.Command{
+		Name:      "serve",
+		Usage:     "run the proxy",
+		UsageText: "vkp serve --config vkp.json [--listen 127.0.0.1:8080]",
+		Flags: []ucli.Flag{
+			configFlag,
+			&ucli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"VKP_LISTEN"},
+				Usage: "address to listen on, replacing the config's Listen section (repeatable; default " + engine.DefaultListenAddress + " when the config has none)"},
+			&ucli.StringFlag{Name: "max-request-body", EnvVars: []string{"VKP_MAX_REQUEST_BODY"}, Value: "64MiB",
+				Usage: "largest request body accepted; bigger ones get 413 (bytes, or with KiB/MiB/GiB)"},
+			&ucli.DurationFlag{Name: "grace", EnvVars: []string{"VKP_GRACE"}, Value: 30 * time.Second,
+				Usage: "on SIGTERM/SIGINT, how long in-flight requests may take to finish"},
+			&ucli.StringFlag{Name: "log-level", EnvVars: []string{"VKP_LOG_LEVEL"}, Value: "info",
+				Usage: "debug, info, warn or error"},
+		},
+		Action: func(c *ucli.Context) error {
+			err := serve(c, stop)
+			if err != nil && *code == ExitOK {
+				*code = ExitRuntime
+			}
+			if errors.Is(err, errBadConfig) {
+				*code = ExitBadConfig
+			}
+			if errors.Is(err, errUsage) {
+				*code = ExitUsage
+			}
+			return err
+		},
+	}
+}
+
+var (
+	errBadConfig = errors.New("invalid config")
+	errUsage     = errors.New("usage")
+)
+
+func serve(c *ucli.Context, stop <-chan struct{}) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.String("log-level"))
+	}
+	log := slog.New(slog.NewJSONHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	maxBody, err := parseSize(c.String("max-request-body"))
+	if err != nil {
+		return fmt.Errorf("%w: --max-request-body: %v", errUsage, err)
+	}
+	cfg, err := loadConfig(c.String("config"), c.App.ErrWriter)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadConfig, err)
+	}
+	eng, err := engine.New(cfg, engine.Options{MaxRequestBodySize: maxBody, Logger: log})
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadConfig, err)
+	}
+
+	addrs := c.StringSlice("listen")
+	if len(addrs) == 0 {
+		for _, l := range cfg.Listen {
+			addrs = append(addrs, l.Addresses...)
+		}
+	}
+	if len(addrs) == 0 {
+		addrs = []string{engine.DefaultListenAddress}
+	}
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen %s: %w", a, err)
+		}
+		lns = append(lns, ln)
+	}
+
+	srv := eng.NewServer()
+	errc := make(chan error, len(lns))
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Add(1)
+		go func(ln net.Listener) {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil {
+				errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			}
+		}(ln)
+		log.Info("listening", "address", ln.Addr().String(), "routes", len(cfg.Routes), "clusters", len(cfg.Clusters), "version", Version)
+	}
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigc)
+	var runErr error
+	select {
+	case sig := <-sigc:
+		log.Info("shutting down", "signal", sig.String(), "grace", c.Duration("grace").String())
+	case <-stop:
+		log.Info("shutting down", "signal", "stop")
+	case runErr = <-errc:
+		log.Error("server failed", "error", runErr.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.Duration("grace"))
+	defer cancel()
+	start := time.Now()
+	if err := srv.ShutdownWithContext(ctx); err != nil {
+		log.Warn("grace period over; closing remaining connections", "open_connections", srv.GetOpenConnectionsCount(), "error", err.Error())
+	}
+	wg.Wait()
+	log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond).String())
+	return runErr
+}
+
+// parseSize reads "1048576", "64MiB", "512KiB", "1GiB" (also KB/MB/GB as
+// powers of 1024, which is what people mean in this flag).
+func parseSize(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	mult := 1
+	upper := strings.ToUpper(s)
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(upper, u.suffix) {
+			mult = u.mult
+			s = strings.TrimSpace(s[:len(s)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 || n > (1<<31-1)/mult {
+		return 0, fmt.Errorf("%q is not a positive size like 64MiB", s)
+	}
+	return n * mult, nil
+}

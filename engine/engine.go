@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Options are process-wide settings that do not come from the config file.
+type Options struct {
+	// MaxRequestBodySize bounds request bodies; larger ones get 413.
+	// Default 64 MiB.
+	MaxRequestBodySize int
+	// Logger receives request failures and lifecycle events. Default: discard.
+	Logger *slog.Logger
+	// Rand replaces the random source of the load balancers (tests).
+	Rand IntN
+}
+
+// DefaultMaxRequestBodySize is the request body limit when Options leaves it 0.
+const DefaultMaxRequestBodySize = 64 << 20
+
+// Engine is the proxy: it owns the current Snapshot and the upstream
+// connection pools, and serves requests through Handle.
+type Engine struct {
+	opts    Options
+	log     *slog.Logger
+	current atomic.Pointer[Snapshot]
+
+	mu        sync.Mutex           // guards upstreams; taken only when building snapshots
+	upstreams map[string]*upstream // by address key, shared across snapshots
+}
+
+// Snapshot is one immutable, compiled configuration. Requests Load() it once
+// and use it to the end, so a reload never changes a request mid-flight.
+type Snapshot struct {
+	Config   *Config
+	Router   *Router
+	Routes   []*Route
+	Clusters map[string]*Cluster // by lower-cased id
+	Built    time.Time
+}
+
+// Route is a compiled route: its matcher parts and its handler chain.
+type Route struct {
+	ID      string
+	cfg     *RouteConfig
+	cluster *Cluster
+	timeout time.Duration
+	match   func(*fasthttp.RequestCtx) bool // Statement; nil accepts all
+	handler fasthttp.RequestHandler
+}
+
+// Config returns the route's configuration (read-only).
+func (r *Route) Config() *RouteConfig { return r.cfg }
+
+// Cluster returns the cluster the route forwards to.
+func (r *Route) Cluster() *Cluster { return r.cluster }
+
+func (r *Route) accepts(ctx *fasthttp.RequestCtx) bool {
+	return r.match == nil || r.match(ctx)
+}
+
+// New builds an engine serving cfg.
+func New(cfg *Config, opts Options) (*Engine, error) {
+	if opts.MaxRequestBodySize <= 0 {
+		opts.MaxRequestBodySize = DefaultMaxRequestBodySize
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	e := &Engine{opts: opts, log: opts.Logger, upstreams: map[string]*upstream{}}
+	if err := e.Apply(cfg); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Current returns the snapshot serving new requests.
+func (e *Engine) Current() *Snapshot { return e.current.Load() }
+
+// Apply compiles cfg into a new snapshot and swaps it in. In-flight requests
+// finish on the snapshot they started with. On error nothing changes.
+func (e *Engine) Apply(cfg *Config) error {
+	s, err := e.build(cfg)
+	if err != nil {
+		return err
+	}
+	e.current.Store(s)
+	return nil
+}
+
+func (e *Engine) build(cfg *Config) (*Snapshot, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := &Snapshot{Config: cfg, Clusters: map[string]*Cluster{}, Built: time.Now()}
+	for key, cc := range cfg.Clusters {
+		c := &Cluster{ID: cc.ID, picker: newPicker(cc, e.opts.Rand)}
+		for _, dc := range cc.Destinations {
+			da, err := parseDestination(dc.Address)
+			if err != nil {
+				return nil, fmt.Errorf("ReverseProxy.Clusters.%s: %w", cc.ID, err)
+			}
+			c.dests = append(c.dests, &Destination{
+				Address: dc.Address,
+				host:    dc.Host,
+				base:    []byte(da.base),
+				tls:     da.tls,
+				up:      e.upstreamFor(da, cc),
+			})
+		}
+		s.Clusters[key] = c
+	}
+	for _, rc := range cfg.Routes {
+		r := &Route{ID: rc.ID, cfg: rc, timeout: rc.Timeout, cluster: s.Clusters[strings.ToLower(rc.ClusterID)]}
+		if r.cluster == nil {
+			return nil, fmt.Errorf("ReverseProxy.Routes.%s.ClusterId: cluster %q is not defined", rc.ID, rc.ClusterID)
+		}
+		m, err := compileStatement(rc)
+		if err != nil {
+			return nil, err
+		}
+		r.match = m
+		r.handler = e.chain(r)
+		s.Routes = append(s.Routes, r)
+	}
+	s.Router = newRouter(s.Routes)
+	return s, nil
+}
+
+// upstreamFor returns the shared pool for an address, creating it once.
+func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig) *upstream {
+	key := fmt.Sprintf("%t|%s|%t|%d", d.tls, d.addr, cc.InsecureSkipVerify, cc.MaxConnectionsPerServer)
+	if u := e.upstreams[key]; u != nil {
+		return u
+	}
+	u := &upstream{key: key, hc: newHostClient(d, cc)}
+	e.upstreams[key] = u
+	return u
+}
+
+// chain composes the route's stages, outermost first. A stage that the route
+// does not configure returns next unchanged and costs nothing.
+func (e *Engine) chain(r *Route) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) { e.forward(ctx, r) }
+}
+
+// Handle serves one request: match a route on the current snapshot and run
+// its chain.
+func (e *Engine) Handle(ctx *fasthttp.RequestCtx) {
+	s := e.current.Load()
+	r := s.Router.Match(ctx)
+	if r == nil {
+		e.fail(ctx, ErrNoRoute, nil, nil)
+		return
+	}
+	r.handler(ctx)
+}
+
+// NewServer returns a fasthttp server wired to the engine: body limit, error
+// mapping, and response headers passed through as the upstream sent them.
+func (e *Engine) NewServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:                      e.Handle,
+		ErrorHandler:                 e.serverError,
+		Name:                         "",
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		MaxRequestBodySize:           e.opts.MaxRequestBodySize,
+		ReadBufferSize:               16 << 10,
+		WriteBufferSize:              16 << 10,
+		DisablePreParseMultipartForm: true,
+		IdleTimeout:                  2 * time.Minute,
+		CloseOnShutdown:              true,
+		Logger:                       slogPrinter{e.log},
+	}
+}
+
+// slogPrinter adapts fasthttp's Printf logger to slog at debug level.
+type slogPrinter struct{ l *slog.Logger }
+
+func (p slogPrinter) Printf(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...))
+}

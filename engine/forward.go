@@ -1,0 +1,184 @@
+package engine
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/vkp-proxy/vkp/pool"
+)
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) and the Proxy-* family; they describe
+// one connection and are never forwarded, in either direction.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+	"Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Proxy-Authentication-Info", "Proxy-Features", "Proxy-Instruction",
+}
+
+var (
+	strHTTP  = []byte("http")
+	strHTTPS = []byte("https")
+	strProxy = []byte("proxy-")
+)
+
+// forward sends ctx's request to a destination of the route's cluster and
+// leaves the upstream response in ctx.Response. The request is rewritten in
+// place (it is the proxy's own copy): hop-by-hop headers out, X-Forwarded-*
+// in, base path and Host applied.
+//
+// No automatic retry for non-idempotent requests: fasthttp's HostClient only
+// retries idempotent ones (GET, HEAD, PUT) on a stale keep-alive connection.
+// Responses are read whole into ctx.Response's buffer (one read, one write,
+// never a second copy) and bounded by nothing but the route Timeout.
+func (e *Engine) forward(ctx *fasthttp.RequestCtx, r *Route) {
+	d := r.cluster.Pick(ctx)
+	if d == nil {
+		e.fail(ctx, ErrNoDestination, r, nil)
+		return
+	}
+	req := &ctx.Request
+	prepareUpstreamRequest(ctx, d)
+
+	d.up.inflight.Add(1)
+	err := d.up.hc.DoDeadline(req, &ctx.Response, time.Now().Add(r.timeout))
+	d.up.inflight.Add(-1)
+	if err != nil {
+		e.fail(ctx, err, r, d)
+		return
+	}
+	stripHopResponse(&ctx.Response.Header)
+}
+
+// prepareUpstreamRequest rewrites ctx.Request for destination d.
+func prepareUpstreamRequest(ctx *fasthttp.RequestCtx, d *Destination) {
+	req := &ctx.Request
+	h := &req.Header
+	clientHost := h.Host()
+	stripHopRequest(h)
+
+	sb := pool.Scratch.Get()
+	// X-Forwarded-For: append the client address to any list already there.
+	sb.B = append(sb.B[:0], h.Peek("X-Forwarded-For")...)
+	if len(sb.B) > 0 {
+		sb.B = append(sb.B, ", "...)
+	}
+	sb.B = appendRemoteIP(sb.B, ctx.RemoteAddr())
+	h.SetBytesV("X-Forwarded-For", sb.B)
+	if ctx.IsTLS() {
+		h.SetBytesV("X-Forwarded-Proto", strHTTPS)
+	} else {
+		h.SetBytesV("X-Forwarded-Proto", strHTTP)
+	}
+	if len(clientHost) > 0 {
+		h.SetBytesV("X-Forwarded-Host", clientHost)
+	}
+
+	uri := req.URI()
+	if len(d.base) > 0 {
+		sb.B = append(append(sb.B[:0], d.base...), uri.PathOriginal()...)
+		uri.SetPathBytes(sb.B)
+	}
+	pool.Scratch.Put(sb)
+	if d.tls {
+		uri.SetSchemeBytes(strHTTPS)
+	} else {
+		uri.SetSchemeBytes(strHTTP)
+	}
+	if d.host != "" {
+		h.SetHost(d.host)
+	}
+	// Send the Host header as set above, not the URI's authority.
+	req.UseHostHeader = true
+}
+
+// appendRemoteIP appends the client IP without allocating.
+func appendRemoteIP(dst []byte, a net.Addr) []byte {
+	var ip net.IP
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		ip = v.IP
+	case *net.UDPAddr:
+		ip = v.IP
+	default:
+		return append(dst, "unknown"...)
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return append(dst, "unknown"...)
+	}
+	return addr.Unmap().AppendTo(dst)
+}
+
+func stripHopRequest(h *fasthttp.RequestHeader) {
+	// Headers named by Connection are hop-by-hop too. Copy its value first:
+	// deleting headers reshuffles the buffer Peek points into.
+	var cbuf [256]byte
+	conn := cbuf[:copy(cbuf[:], h.Peek("Connection"))]
+	delConnectionTokens(conn, h.Del)
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	h.ResetConnectionClose()
+	if hasProxyHeader(h.All()) {
+		delProxyHeaders(h.All(), h.DelBytes)
+	}
+}
+
+func stripHopResponse(h *fasthttp.ResponseHeader) {
+	var cbuf [256]byte
+	conn := cbuf[:copy(cbuf[:], h.Peek("Connection"))]
+	delConnectionTokens(conn, h.Del)
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	// An upstream "Connection: close" ends the upstream connection only;
+	// the client's keep-alive is the server's business.
+	h.ResetConnectionClose()
+	if hasProxyHeader(h.All()) {
+		delProxyHeaders(h.All(), h.DelBytes)
+	}
+}
+
+func delConnectionTokens(v []byte, del func(string)) {
+	for len(v) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) == 0 || asciiEqualFold(tok, "close") || asciiEqualFold(tok, "keep-alive") {
+			continue
+		}
+		del(string(tok)) // rare path: only when Connection names extra headers
+	}
+}
+
+type headerSeq = func(yield func(k, v []byte) bool)
+
+func hasProxyHeader(all headerSeq) bool {
+	for k := range all {
+		if len(k) > len(strProxy) && asciiEqualFold(k[:len(strProxy)], "proxy-") {
+			return true
+		}
+	}
+	return false
+}
+
+// delProxyHeaders removes every Proxy-* header. Rare, so it may allocate.
+func delProxyHeaders(all headerSeq, del func([]byte)) {
+	var names [][]byte
+	for k := range all {
+		if len(k) > len(strProxy) && asciiEqualFold(k[:len(strProxy)], "proxy-") {
+			names = append(names, bytes.Clone(k))
+		}
+	}
+	for _, k := range names {
+		del(k)
+	}
+}

@@ -1,0 +1,469 @@
+package engine
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Keys VKProxy understands that vkp accepts but does not act on yet. They
+// load with a warning naming the key, so a VKProxy config moves over as is.
+var (
+	vkproxyTopKeys     = []string{"Sni", "Limit", "DnsRefreshPeriod", "DnsAddressFamily", "ConnectionTimeout", "RouteCahceSize", "RouteComparison"}
+	vkproxyRouteKeys   = []string{"Transforms", "Limit", "UdpResponses"}
+	vkproxyClusterKeys = []string{"HttpRequest"}
+	vkproxyListenKeys  = []string{"UseSni", "SniId", "RouteId"}
+	vkproxyHTTPClient  = []string{"SslProtocols", "EnableMultipleHttp2Connections", "EnableMultipleHttp3Connections", "AllowAutoRedirect", "RequestHeaderEncoding", "ResponseHeaderEncoding", "WebProxy"}
+)
+
+// routeFeatureKeys are route Metadata keys of VKProxy features that later
+// stages implement. Until a stage exists for a key, a route using it loads
+// with a "not implemented yet" warning (the bench harness looks for that
+// phrase to print "not implemented" instead of a number).
+var routeFeatureKeys = []string{
+	"MirrorCluster", "MirrorPercent", "MirrorMaxBodySize", "MirrorTimeout", "MirrorHeaders",
+	"Cache", "CacheKey", "CacheWhen", "CacheMaximumBodySize", "ForceCache", "CacheTime",
+	"Access-Control-Allow-Origin", "Access-Control-Allow-Origin-Regex", "Access-Control-Allow-Headers",
+	"Access-Control-Allow-Methods", "Access-Control-Allow-Credentials", "Access-Control-Max-Age",
+	"Access-Control-Expose-Headers",
+	"ResponseCompression", "OnlyHttps", "JwtSigningKey", "Prometheus",
+}
+
+// implementedRouteKeys is filled by the stages that exist (init in their files).
+var implementedRouteKeys = map[string]bool{}
+
+var lbPolicies = []string{"Random", "RoundRobin", "LeastRequests", "PowerOfTwoChoices", "Hash"}
+
+func (l *loader) load(root *jnode) *Config {
+	cfg := &Config{Clusters: map[string]*ClusterConfig{}}
+	top := l.object("", root)
+	if top == nil {
+		l.errs = append(l.errs, "expected the config to be a JSON object")
+		return cfg
+	}
+	rpNode, rpPath := top.get("ReverseProxy")
+	rp := l.object(rpPath, rpNode)
+	if rp == nil && rpNode == nil {
+		l.errs = append(l.errs, "ReverseProxy: missing; nothing to proxy")
+	}
+
+	// Listen is top-level in vkp's examples and inside ReverseProxy in VKProxy's.
+	for _, o := range []*obj{top, rp} {
+		n, p := o.get("Listen")
+		l.listen(cfg, l.object(p, n))
+	}
+
+	defTimeout := rp.duration("DefaultProxyTimeout", DefaultProxyTimeout)
+	if defTimeout == 0 {
+		defTimeout = DefaultProxyTimeout
+	}
+
+	cn, cp := rp.get("Clusters")
+	clusters := l.object(cp, cn)
+	clusters.each(func(id, path string, v *jnode) {
+		c := l.cluster(id, path, v)
+		if c == nil {
+			return
+		}
+		key := strings.ToLower(id)
+		if _, dup := cfg.Clusters[key]; dup {
+			return // reported as a duplicate key by object()
+		}
+		cfg.Clusters[key] = c
+	})
+
+	rn, rpath := rp.get("Routes")
+	routes := l.object(rpath, rn)
+	routes.each(func(id, path string, v *jnode) {
+		if r := l.route(cfg, id, path, v, defTimeout); r != nil {
+			cfg.Routes = append(cfg.Routes, r)
+		}
+	})
+	ids := make([]string, len(cfg.Routes))
+	byID := map[string]*RouteConfig{}
+	for i, r := range cfg.Routes {
+		ids[i] = r.ID
+		byID[r.ID] = r
+	}
+	cfg.Routes = cfg.Routes[:0]
+	for _, id := range sortedIDs(ids) {
+		cfg.Routes = append(cfg.Routes, byID[id])
+	}
+	if rp != nil && len(cfg.Routes) == 0 && len(l.errs) == 0 {
+		l.warnf("ReverseProxy.Routes", "no routes: every request will get 404")
+	}
+
+	rp.rest(vkproxyTopKeys...)
+	// Top-level keys other than ReverseProxy and Listen belong to the rest of
+	// an appsettings file (Logging, RandomProbabilisticSampler, ...) and are
+	// left to the features that read them.
+	return cfg
+}
+
+func (l *loader) listen(cfg *Config, o *obj) {
+	o.each(func(id, path string, v *jnode) {
+		lo := l.object(path, v)
+		if lo == nil {
+			return
+		}
+		lc := ListenConfig{ID: id, Addresses: lo.strs("Address")}
+		an, ap := lo.get("Address")
+		if len(lc.Addresses) == 0 {
+			l.errorf(ap, an, "at least one address is required (e.g. \"127.0.0.1:8080\")")
+		}
+		for i, a := range lc.Addresses {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				l.errorf(fmt.Sprintf("%s[%d]", ap, i), an, "%q is not host:port", a)
+			}
+		}
+		for _, p := range lo.strs("Protocols") {
+			switch strings.ToUpper(p) {
+			case "HTTP1":
+			case "HTTP2", "HTTP3":
+				l.warnf(join(path, "Protocols"), "%s not implemented yet; this listener serves HTTP/1.1", p)
+			default:
+				pn, pp := lo.get("Protocols")
+				l.errorf(pp, pn, "protocol %q is not supported (vkp serves HTTP1)", p)
+			}
+		}
+		lo.rest(vkproxyListenKeys...)
+		cfg.Listen = append(cfg.Listen, lc)
+	})
+}
+
+func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
+	o := l.object(path, v)
+	if o == nil {
+		return nil
+	}
+	c := &ClusterConfig{ID: id, LoadBalancingPolicy: DefaultLoadBalancing}
+	if s, ok := o.str("LoadBalancingPolicy"); ok {
+		n, p := o.get("LoadBalancingPolicy")
+		c.LoadBalancingPolicy = ""
+		for _, name := range lbPolicies {
+			if strings.EqualFold(s, name) {
+				c.LoadBalancingPolicy = name
+			}
+		}
+		if c.LoadBalancingPolicy == "" {
+			l.errorf(p, n, "unknown policy %q (one of %s)", s, strings.Join(lbPolicies, ", "))
+		}
+	}
+	c.Metadata = o.metadata("Metadata")
+	if c.LoadBalancingPolicy == "Hash" {
+		mp := join(path, "Metadata")
+		by, _ := c.Metadata.Get("HashBy")
+		switch strings.ToLower(by) {
+		case "header", "cookie", "query":
+		case "":
+			l.errorf(join(mp, "HashBy"), nil, "required by LoadBalancingPolicy Hash (header, cookie or query)")
+		default:
+			l.errorf(join(mp, "HashBy"), nil, "%q is not supported (header, cookie or query)", by)
+		}
+		if k, _ := c.Metadata.Get("Key"); strings.TrimSpace(k) == "" {
+			l.errorf(join(mp, "Key"), nil, "required by LoadBalancingPolicy Hash (the header, cookie or query name)")
+		}
+	}
+	for _, k := range []string{"SessionAffinity"} {
+		if _, ok := c.Metadata.Get(k); ok {
+			l.warnf(join(join(path, "Metadata"), k), "not implemented yet, ignored")
+		}
+	}
+
+	dn, dp := o.get("Destinations")
+	if dn == nil || dn.kind == jNull || (dn.kind == jArray && len(dn.items) == 0) {
+		l.errorf(dp, dn, "at least one destination is required")
+	} else if dn.kind != jArray {
+		l.errorf(dp, dn, "expected an array, got %s", dn.kind)
+	} else {
+		for i, it := range dn.items {
+			ip := fmt.Sprintf("%s[%d]", dp, i)
+			do := l.object(ip, it)
+			if do == nil {
+				if it.kind == jNull {
+					l.errorf(ip, it, "destination is null")
+				}
+				continue
+			}
+			d := DestinationConfig{}
+			d.Address, _ = do.str("Address")
+			d.Host, _ = do.str("Host")
+			an, ap := do.get("Address")
+			if _, err := parseDestination(d.Address); err != nil {
+				l.errorf(ap, an, "%v", err)
+			}
+			do.rest("Metadata", "Health")
+			c.Destinations = append(c.Destinations, d)
+		}
+	}
+
+	hn, hp := o.get("HealthCheck")
+	if h := l.object(hp, hn); h != nil {
+		an, ap := h.get("Active")
+		if a := l.object(ap, an); a != nil && a.boolean("Enable", false) {
+			ac := &ActiveHealthCheck{
+				Interval: a.duration("Interval", defaultActiveInterval),
+				Timeout:  a.duration("Timeout", defaultActiveTimeout),
+				Passes:   a.integer("Passes", 1),
+				Fails:    a.integer("Fails", 1),
+				Method:   "GET",
+				Policy:   "Connect",
+			}
+			if s, ok := a.str("Policy"); ok {
+				pn, pp := a.get("Policy")
+				switch strings.ToLower(s) {
+				case "connect":
+					ac.Policy = "Connect"
+				case "http":
+					ac.Policy = "Http"
+				default:
+					l.errorf(pp, pn, "unknown policy %q (Connect or Http)", s)
+				}
+			}
+			ac.Path, _ = a.str("Path")
+			ac.Query, _ = a.str("Query")
+			if m, ok := a.str("Method"); ok && m != "" {
+				ac.Method = strings.ToUpper(m)
+			}
+			if ac.Policy == "Http" && !strings.HasPrefix(ac.Path, "/") {
+				l.errorf(join(ap, "Path"), nil, "the Http policy needs a Path starting with '/'")
+			}
+			if ac.Interval <= 0 {
+				l.errorf(join(ap, "Interval"), nil, "must be positive")
+			}
+			if ac.Passes < 1 || ac.Fails < 1 {
+				l.errorf(ap, an, "Passes and Fails must be at least 1")
+			}
+			a.rest()
+			c.HealthCheck.Active = ac
+			l.warnf(ap, "active health checks not implemented yet; destinations are always considered healthy")
+		} else if a != nil {
+			markAll(a)
+		}
+		pn, pp := h.get("Passive")
+		if p := l.object(pp, pn); p != nil && p.boolean("Enable", false) {
+			pc := &PassiveHealthCheck{
+				DetectionWindowSize:        p.duration("DetectionWindowSize", defaultActiveInterval),
+				MinimalTotalCountThreshold: p.integer("MinimalTotalCountThreshold", 10),
+				FailureRateLimit:           p.float("FailureRateLimit", 0.3),
+				ReactivationPeriod:         p.duration("ReactivationPeriod", defaultActiveInterval),
+			}
+			if pc.ReactivationPeriod < pc.DetectionWindowSize {
+				pc.ReactivationPeriod = pc.DetectionWindowSize
+			}
+			if pc.FailureRateLimit <= 0 || pc.FailureRateLimit > 1 {
+				l.errorf(join(pp, "FailureRateLimit"), nil, "must be in (0, 1]")
+			}
+			p.rest()
+			c.HealthCheck.Passive = pc
+			l.warnf(pp, "passive health checks not implemented yet; destinations are always considered healthy")
+		} else if p != nil {
+			markAll(p)
+		}
+		h.rest()
+	}
+
+	hcn, hcp := o.get("HttpClientConfig")
+	if hc := l.object(hcp, hcn); hc != nil {
+		c.MaxConnectionsPerServer = hc.integer("MaxConnectionsPerServer", 0)
+		if c.MaxConnectionsPerServer < 0 {
+			l.errorf(join(hcp, "MaxConnectionsPerServer"), nil, "must not be negative")
+		}
+		c.InsecureSkipVerify = hc.boolean("DangerousAcceptAnyServerCertificate", false)
+		hc.rest(vkproxyHTTPClient...)
+	}
+	o.rest(vkproxyClusterKeys...)
+	return c
+}
+
+// markAll consumes a disabled section's keys: VKProxy ignores a health check
+// section with Enable false, and so do we.
+func markAll(o *obj) {
+	for i := range o.used {
+		o.used[i] = true
+	}
+}
+
+func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.Duration) *RouteConfig {
+	o := l.object(path, v)
+	if o == nil {
+		return nil
+	}
+	r := &RouteConfig{ID: id}
+	r.Order = o.integer("Order", 0)
+	r.Timeout = o.duration("Timeout", defTimeout)
+	if r.Timeout == 0 {
+		r.Timeout = defTimeout
+	}
+	cid, ok := o.str("ClusterId")
+	cn, cp := o.get("ClusterId")
+	switch {
+	case !ok || strings.TrimSpace(cid) == "":
+		l.errorf(cp, cn, "required: the id of the cluster this route forwards to")
+	case cfg.Clusters[strings.ToLower(cid)] == nil:
+		l.errorf(cp, cn, "cluster %q is not defined in ReverseProxy.Clusters", cid)
+	}
+	r.ClusterID = cid
+
+	mn, mp := o.get("Match")
+	m := l.object(mp, mn)
+	if m == nil {
+		l.warnf(mp, "no Match: the route matches every host and path")
+	}
+	r.Hosts = m.strs("Hosts")
+	r.Paths = m.strs("Paths")
+	r.Methods = m.strs("Methods")
+	r.Statement, _ = m.str("Statement")
+	hn, hp := m.get("Hosts")
+	for i, h := range r.Hosts {
+		if err := checkHostPattern(h); err != nil {
+			l.errorf(fmt.Sprintf("%s[%d]", hp, i), hn, "%v", err)
+		}
+	}
+	pn, pp := m.get("Paths")
+	for i, p := range r.Paths {
+		if err := checkPathPattern(p); err != nil {
+			l.errorf(fmt.Sprintf("%s[%d]", pp, i), pn, "%v", err)
+		}
+	}
+	mtn, mtp := m.get("Methods")
+	for i, meth := range r.Methods {
+		if !isToken(meth) {
+			l.errorf(fmt.Sprintf("%s[%d]", mtp, i), mtn, "%q is not an HTTP method", meth)
+		}
+		r.Methods[i] = strings.ToUpper(meth)
+	}
+	if r.Statement != "" {
+		if _, err := compileStatement(r); err != nil {
+			sn, _ := m.get("Statement")
+			l.errs = append(l.errs, err.Error()+l.at(sn))
+		}
+	}
+	if len(r.Hosts) == 0 {
+		r.Hosts = []string{"*"}
+	}
+	if len(r.Paths) == 0 {
+		r.Paths = []string{"*"}
+	}
+	m.rest()
+
+	r.Metadata = o.metadata("Metadata")
+	for _, k := range routeFeatureKeys {
+		if _, ok := r.Metadata.Get(k); ok && !implementedRouteKeys[strings.ToLower(k)] {
+			l.warnf(join(join(path, "Metadata"), k), "not implemented yet, ignored")
+		}
+	}
+	o.rest(vkproxyRouteKeys...)
+	return r
+}
+
+func checkHostPattern(h string) error {
+	switch {
+	case h == "":
+		return fmt.Errorf("empty host pattern (use \"*\" for any host)")
+	case h == "*":
+		return nil
+	case strings.Contains(h[1:], "*"):
+		return fmt.Errorf("%q: '*' is only allowed first (\"*.example.com\") or alone", h)
+	case strings.ContainsAny(h, "/ \t"):
+		return fmt.Errorf("%q is not a host name", h)
+	}
+	return nil
+}
+
+func checkPathPattern(p string) error {
+	switch {
+	case p == "*":
+		return nil
+	case p == "":
+		return fmt.Errorf("empty path pattern (use \"*\" for any path)")
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q must start with '/' (or be \"*\")", p)
+	case strings.Contains(strings.TrimSuffix(p, "*"), "*"):
+		return fmt.Errorf("%q: '*' is only allowed last (\"/api/*\") or alone", p)
+	case strings.ContainsAny(p, "?#"):
+		return fmt.Errorf("%q: a path pattern has no query or fragment", p)
+	}
+	return nil
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// destAddr is a parsed destination Address.
+type destAddr struct {
+	tls  bool
+	addr string // host:port for fasthttp's dialer
+	host string // authority as written, for the default Host header of checks
+	base string // path prefix without trailing '/', may be empty
+}
+
+// parseDestination accepts "http(s)://host[:port][/base]" and "host:port".
+func parseDestination(s string) (destAddr, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return destAddr{}, fmt.Errorf("empty address (want \"http://host:port\" or \"host:port\")")
+	}
+	if !strings.Contains(s, "://") {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil || host == "" {
+			return destAddr{}, fmt.Errorf("%q: want \"http://host:port[/base]\" or \"host:port\"", s)
+		}
+		if err := checkPort(port); err != nil {
+			return destAddr{}, fmt.Errorf("%q: %v", s, err)
+		}
+		return destAddr{addr: s, host: s}, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return destAddr{}, fmt.Errorf("%q: %v", s, err)
+	}
+	d := destAddr{}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+	case "https":
+		d.tls = true
+	default:
+		return destAddr{}, fmt.Errorf("%q: scheme %q is not supported (http or https)", s, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return destAddr{}, fmt.Errorf("%q: missing host", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return destAddr{}, fmt.Errorf("%q: an address has no query, fragment or user info", s)
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if d.tls {
+			port = "443"
+		}
+	} else if err := checkPort(port); err != nil {
+		return destAddr{}, fmt.Errorf("%q: %v", s, err)
+	}
+	d.addr = net.JoinHostPort(u.Hostname(), port)
+	d.host = u.Host
+	d.base = strings.TrimRight(u.EscapedPath(), "/")
+	return d, nil
+}
+
+func checkPort(p string) error {
+	n, err := strconv.Atoi(p)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("bad port %q", p)
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package pool
+
+import (
+	"github.com/valyala/bytebufferpool"
+)
+
+// Buffer is a pooled byte buffer. Its B field is the data.
+type Buffer = bytebufferpool.ByteBuffer
+
+// Pool hands out *Buffer values and refuses to keep giants.
+// The zero value is not usable; build one with New.
+type Pool struct {
+	p     bytebufferpool.Pool
+	limit int
+}
+
+// New returns a pool that discards released buffers whose capacity exceeds
+// limit bytes. limit <= 0 means no limit.
+func New(limit int) *Pool { return &Pool{limit: limit} }
+
+// Get returns an empty buffer owned by the caller.
+func (p *Pool) Get() *Buffer { return p.p.Get() }
+
+// Put returns b to the pool. b must not be used afterwards. Buffers above the
+// size limit are left to the garbage collector.
+func (p *Pool) Put(b *Buffer) {
+	if b == nil {
+		return
+	}
+	if p.limit > 0 && cap(b.B) > p.limit {
+		return
+	}
+	p.p.Put(b)
+}
+
+// Scratch is the pool for short-lived per-request scratch space (header
+// values, cache keys): small buffers, anything above 64 KiB is dropped.
+var Scratch = New(64 << 10)
+
+// Bodies is the pool for request and response bodies held past a handler
+// (mirror copies, cache entries). Buffers above 16 MiB are dropped.
+var Bodies = New(16 << 20)
