@@ -133,7 +133,7 @@ func haproxyConfig(t Topology) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("global")
 	p("  nbthread %d", t.Workers)
-	p("  maxconn 20000")
+	p("  maxconn 4096") // within a default 20k file limit; far above the 256 connections used
 	p("defaults")
 	p("  mode http")
 	p("  option http-keep-alive")

@@ -64,6 +64,9 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 				return nil, nil, ctx.Err()
 			}
 			vkpWhy = "failed: build (see log)"
+			if errors.Is(err, errNoVKP) {
+				vkpWhy = "skipped: no vkp main package"
+			}
 			notes = append(notes, "vkp: "+firstLine(err.Error()))
 		}
 	}
@@ -301,6 +304,8 @@ func preflight(ctx context.Context, px Proxy, dir string, argv []string) error {
 	return nil
 }
 
+var errNoVKP = errors.New("bench: no vkp main package")
+
 // buildVKP runs `go build -o TMP/vkp .` in the module root.
 func buildVKP(ctx context.Context, tmp string, log io.Writer) (string, error) {
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
@@ -309,7 +314,7 @@ func buildVKP(ctx context.Context, tmp string, log io.Writer) (string, error) {
 	}
 	root := filepath.Dir(strings.TrimSpace(string(out)))
 	if _, err := os.Stat(filepath.Join(root, "main.go")); err != nil {
-		return "", fmt.Errorf("bench: no vkp main package in %s (pass --vkp PATH)", root)
+		return "", fmt.Errorf("%w in %s (pass --vkp PATH)", errNoVKP, root)
 	}
 	bin := filepath.Join(tmp, "vkp")
 	fmt.Fprintf(log, "building vkp: go build -o %s . (in %s)\n", bin, root)

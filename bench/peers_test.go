@@ -1,0 +1,185 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/goccy/go-json"
+)
+
+func topo(mirror, cache bool) Topology {
+	t := Topology{Listen: "127.0.0.1:18080", Origin: "127.0.0.1:19001", Cache: cache, Workers: 2, Dir: "/tmp/x"}
+	if mirror {
+		t.Shadow = "127.0.0.1:19002"
+	}
+	return t
+}
+
+func TestVKPConfig(t *testing.T) {
+	tests := []struct {
+		name          string
+		mirror, cache bool
+	}{
+		{"plain", false, false},
+		{"mirror", true, false},
+		{"cache", false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := vkpConfig(topo(tt.mirror, tt.cache))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var cfg struct {
+				Listen       struct{ HTTP struct{ Address []string } }
+				ReverseProxy struct {
+					Routes map[string]struct {
+						ClusterId string
+						Match     struct{ Hosts, Paths []string }
+						Metadata  map[string]string
+					}
+					Clusters map[string]struct {
+						Destinations []struct{ Address string }
+					}
+				}
+			}
+			if err := json.Unmarshal(b, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Listen.HTTP.Address; len(got) != 1 || got[0] != "127.0.0.1:18080" {
+				t.Errorf("Listen.http.Address = %v", got)
+			}
+			r, ok := cfg.ReverseProxy.Routes["bench"]
+			if !ok || r.ClusterId != "main" || r.Match.Hosts[0] != "*" || r.Match.Paths[0] != "*" {
+				t.Fatalf("route = %+v", cfg.ReverseProxy.Routes)
+			}
+			dest := func(c string) string {
+				d := cfg.ReverseProxy.Clusters[c].Destinations
+				if len(d) != 1 {
+					return ""
+				}
+				return d[0].Address
+			}
+			if got := dest("main"); got != "http://127.0.0.1:19001" {
+				t.Errorf("main destination = %q", got)
+			}
+			if got, want := r.Metadata["MirrorCluster"] == "shadow", tt.mirror; got != want {
+				t.Errorf("MirrorCluster set = %v, want %v", got, want)
+			}
+			if tt.mirror && dest("shadow") != "http://127.0.0.1:19002" {
+				t.Errorf("shadow destination = %q", dest("shadow"))
+			}
+			if got, want := r.Metadata["Cache"] == "Memory", tt.cache; got != want {
+				t.Errorf("Cache=Memory set = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestNginxConfig(t *testing.T) {
+	tests := []struct {
+		name          string
+		mirror, cache bool
+		want, not     []string
+	}{
+		{"plain", false, false,
+			[]string{"worker_processes 2;", "listen 127.0.0.1:18080;", "upstream main { server 127.0.0.1:19001; keepalive 64;",
+				"proxy_pass http://main;", "proxy_http_version 1.1;", `proxy_set_header Connection "";`, "access_log off;"},
+			[]string{"mirror", "proxy_cache", "daemon"}},
+		{"mirror", true, false,
+			[]string{"upstream shadow { server 127.0.0.1:19002; keepalive 64;", "mirror /__mirror;", "mirror_request_body on;",
+				"location = /__mirror {", "internal;", "proxy_pass http://shadow$request_uri;"},
+			[]string{"proxy_cache"}},
+		{"cache", false, true,
+			[]string{"proxy_cache_path /tmp/x/cache ", "keys_zone=bench:", "proxy_cache bench;"},
+			[]string{"mirror"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf := nginxConfig(topo(tt.mirror, tt.cache))
+			for _, w := range tt.want {
+				if !strings.Contains(conf, w) {
+					t.Errorf("missing %q in\n%s", w, conf)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(conf, n) {
+					t.Errorf("unexpected %q in\n%s", n, conf)
+				}
+			}
+		})
+	}
+}
+
+// TestNginxConfigValid runs `nginx -t` on each generated config when nginx
+// is installed.
+func TestNginxConfigValid(t *testing.T) {
+	bin := lookTool("nginx")
+	if bin == "" {
+		t.Skip("nginx not installed")
+	}
+	for _, tc := range []struct{ mirror, cache bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		dir := t.TempDir()
+		tp := topo(tc.mirror, tc.cache)
+		tp.Dir = dir
+		path := filepath.Join(dir, "nginx.conf")
+		if err := os.WriteFile(path, []byte(nginxConfig(tp)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		argv := nginxArgs(bin, dir, path, "-t", "-q")
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("mirror=%v cache=%v: nginx -t: %v\n%s", tc.mirror, tc.cache, err, out)
+		}
+	}
+}
+
+func TestHAProxyConfig(t *testing.T) {
+	conf := haproxyConfig(topo(false, false))
+	for _, w := range []string{"nbthread 2", "mode http", "bind 127.0.0.1:18080", "server origin 127.0.0.1:19001", "http-reuse always"} {
+		if !strings.Contains(conf, w) {
+			t.Errorf("missing %q in\n%s", w, conf)
+		}
+	}
+	if strings.Contains(conf, "daemon") {
+		t.Errorf("haproxy must run in the foreground (-db), config says daemon")
+	}
+	bin := lookTool("haproxy")
+	if bin == "" {
+		return
+	}
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", "-q", "-f", path).CombinedOutput(); err != nil {
+		t.Errorf("haproxy -c: %v\n%s", err, out)
+	}
+}
+
+func TestPeerSupport(t *testing.T) {
+	hp := haproxyProxy("haproxy")
+	for _, s := range scenarioTable {
+		why := hp.Supports(s)
+		if (why != "") != (s.Mirror || s.Cache) {
+			t.Errorf("haproxy %s: %q", s.Name, why)
+		}
+		if nginxProxy("nginx").Supports(s) != "" || vkpProxy("vkp").Supports(s) != "" {
+			t.Errorf("%s must run on nginx and vkp", s.Name)
+		}
+	}
+}
+
+func lookTool(name string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if p := filepath.Join("/usr/sbin", name); fileExists(p) {
+		return p
+	}
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
