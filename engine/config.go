@@ -271,6 +271,9 @@ func suggest(k string) string {
 // is a string, so "Order": "1" and "Enable": "true" are accepted too.
 
 func (o *obj) str(key string) (string, bool) {
+	if o == nil {
+		return "", false
+	}
 	n, path := o.get(key)
 	return o.l.asString(path, n)
 }
@@ -290,6 +293,9 @@ func (l *loader) asString(path string, n *jnode) (string, bool) {
 }
 
 func (o *obj) integer(key string, def int) int {
+	if o == nil {
+		return def
+	}
 	n, path := o.get(key)
 	if n == nil || n.kind == jNull {
 		return def
@@ -307,6 +313,9 @@ func (o *obj) integer(key string, def int) int {
 }
 
 func (o *obj) float(key string, def float64) float64 {
+	if o == nil {
+		return def
+	}
 	n, path := o.get(key)
 	if n == nil || n.kind == jNull {
 		return def
@@ -320,6 +329,9 @@ func (o *obj) float(key string, def float64) float64 {
 }
 
 func (o *obj) boolean(key string, def bool) bool {
+	if o == nil {
+		return def
+	}
 	n, path := o.get(key)
 	if n == nil || n.kind == jNull {
 		return def
@@ -340,6 +352,9 @@ func (o *obj) boolean(key string, def bool) bool {
 }
 
 func (o *obj) duration(key string, def time.Duration) time.Duration {
+	if o == nil {
+		return def
+	}
 	n, path := o.get(key)
 	s, ok := o.l.asString(path, n)
 	if !ok {
@@ -360,6 +375,9 @@ func (o *obj) duration(key string, def time.Duration) time.Duration {
 // strings reads an array of strings; a single string is taken as a one-item
 // list, as IConfiguration does.
 func (o *obj) strs(key string) []string {
+	if o == nil {
+		return nil
+	}
 	n, path := o.get(key)
 	if n == nil || n.kind == jNull {
 		return nil
@@ -383,6 +401,9 @@ func (o *obj) strs(key string) []string {
 }
 
 func (o *obj) metadata(key string) Metadata {
+	if o == nil {
+		return Metadata{}
+	}
 	n, path := o.get(key)
 	m := o.l.object(path, n)
 	if m == nil {

@@ -21,6 +21,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Rand replaces the random source of the load balancers (tests).
 	Rand IntN
+	// Dial replaces the upstream dialer (tests use in-memory listeners).
+	Dial fasthttp.DialFunc
 }
 
 // DefaultMaxRequestBodySize is the request body limit when Options leaves it 0.
@@ -141,6 +143,9 @@ func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig) *upstream {
 		return u
 	}
 	u := &upstream{key: key, hc: newHostClient(d, cc)}
+	if e.opts.Dial != nil {
+		u.hc.Dial = e.opts.Dial
+	}
 	e.upstreams[key] = u
 	return u
 }

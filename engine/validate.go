@@ -241,7 +241,7 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 			c.HealthCheck.Active = ac
 			l.warnf(ap, "active health checks not implemented yet; destinations are always considered healthy")
 		} else if a != nil {
-			markAll(a)
+			markKnown(a, "Enable", "Interval", "Timeout", "Policy", "Path", "Query", "Method", "Passes", "Fails")
 		}
 		pn, pp := h.get("Passive")
 		if p := l.object(pp, pn); p != nil && p.boolean("Enable", false) {
@@ -261,7 +261,7 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 			c.HealthCheck.Passive = pc
 			l.warnf(pp, "passive health checks not implemented yet; destinations are always considered healthy")
 		} else if p != nil {
-			markAll(p)
+			markKnown(p, "Enable", "DetectionWindowSize", "MinimalTotalCountThreshold", "FailureRateLimit", "ReactivationPeriod")
 		}
 		h.rest()
 	}
@@ -279,12 +279,14 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 	return c
 }
 
-// markAll consumes a disabled section's keys: VKProxy ignores a health check
-// section with Enable false, and so do we.
-func markAll(o *obj) {
-	for i := range o.used {
-		o.used[i] = true
+// markKnown consumes a disabled section's known keys without reading them
+// (VKProxy ignores a health check whose Enable is not true, and so does vkp),
+// then reports the rest: a section disabled by the typo "Enabled" must say so.
+func markKnown(o *obj, keys ...string) {
+	for _, k := range keys {
+		o.get(k)
 	}
+	o.rest()
 }
 
 func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.Duration) *RouteConfig {

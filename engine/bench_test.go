@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func BenchmarkRouteMatch(b *testing.B) {
+	rt := mustEngine(b, precedenceConfig, Options{}).Current().Router
+	ctx := reqCtx("GET", "other.net", "/a/b/x")
+	b.ReportAllocs()
+	for b.Loop() {
+		if rt.Match(ctx) == nil {
+			b.Fatal("no match")
+		}
+	}
+}
+
+func BenchmarkRouteMatchStatement(b *testing.B) {
+	rt := mustEngine(b, precedenceConfig, Options{}).Current().Router
+	ctx := reqCtx("GET", "ab.io", "/", "x-env", "test")
+	b.ReportAllocs()
+	for b.Loop() {
+		rt.Match(ctx)
+	}
+}
+
+func BenchmarkPick(b *testing.B) {
+	d := testDests(8)
+	ctx := reqCtx("GET", "h", "/", "X-Forwarded-For", "10.1.2.3")
+	for _, p := range []Picker{&RandomPicker{Rand: defaultIntN}, &RoundRobinPicker{}, LeastRequestsPicker{},
+		&P2CPicker{Rand: defaultIntN}, &HashPicker{By: HashByHeader, Key: "X-Forwarded-For", Rand: defaultIntN}} {
+		b.Run(fmtType(p), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p.Pick(ctx, d)
+			}
+		})
+	}
+}
+
+func fmtType(p Picker) string {
+	switch p.(type) {
+	case *RandomPicker:
+		return "Random"
+	case *RoundRobinPicker:
+		return "RoundRobin"
+	case LeastRequestsPicker:
+		return "LeastRequests"
+	case *P2CPicker:
+		return "PowerOfTwoChoices"
+	}
+	return "Hash"
+}
+
+// BenchmarkProxiedGET is one GET through Engine.Handle to an origin on an
+// in-memory connection: route match, pick, header rewrite, upstream
+// round trip (origin's work included).
+func BenchmarkProxiedGET(b *testing.B) {
+	body := make([]byte, 128)
+	e := inmemEngine(b, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) })
+	ctx, tmpl := newProxyCtx()
+	b.ReportAllocs()
+	for b.Loop() {
+		proxiedGET(e, ctx, tmpl)
+	}
+	if ctx.Response.StatusCode() != 200 {
+		b.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+}

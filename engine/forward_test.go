@@ -1,0 +1,231 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// echoOrigin answers with what it received, in headers prefixed "Echo-".
+func echoOrigin(ctx *fasthttp.RequestCtx) {
+	r := &ctx.Request
+	h := &ctx.Response.Header
+	h.Set("Echo-Method", string(r.Header.Method()))
+	h.Set("Echo-URI", string(r.RequestURI()))
+	h.Set("Echo-Host", string(r.Header.Host()))
+	for _, k := range []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Keep-Alive", "X-Hop", "Proxy-Authorization", "Te", "X-Custom", "Upgrade", "Connection"} {
+		if v := r.Header.Peek(k); v != nil {
+			h.Set("Echo-"+k, string(v))
+		}
+	}
+	sum := sha256.Sum256(r.Body())
+	h.Set("Echo-Body-Sha", string(appendHex(nil, sum[:])))
+	h.Set("Echo-Body-Len", string(fasthttp.AppendUint(nil, len(r.Body()))))
+	ctx.SetBodyString("origin says hi")
+}
+
+func appendHex(dst, b []byte) []byte {
+	const hex = "0123456789abcdef"
+	for _, c := range b {
+		dst = append(dst, hex[c>>4], hex[c&15])
+	}
+	return dst
+}
+
+func TestForwardHeaders(t *testing.T) {
+	origin := startOrigin(t, echoOrigin)
+	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	resp := do(t, c, "GET", "/p/a%20b?x=1&y=2", nil,
+		"Host", "api.example.com:8080",
+		"X-Forwarded-For", "10.0.0.1",
+		"Connection", "keep-alive, X-Hop",
+		"X-Hop", "secret", "Keep-Alive", "timeout=5", "Proxy-Authorization", "Basic x",
+		"Te", "trailers", "X-Custom", "kept")
+	h := &resp.Header
+	checks := map[string]string{
+		"Echo-Method":              "GET",
+		"Echo-URI":                 "/p/a%20b?x=1&y=2",
+		"Echo-Host":                "api.example.com:8080", // client Host kept when the destination sets none
+		"Echo-X-Forwarded-For":     "10.0.0.1, 127.0.0.1",
+		"Echo-X-Forwarded-Proto":   "http",
+		"Echo-X-Forwarded-Host":    "api.example.com:8080",
+		"Echo-X-Custom":            "kept",
+		"Echo-X-Hop":               "",
+		"Echo-Keep-Alive":          "",
+		"Echo-Proxy-Authorization": "",
+		"Echo-Te":                  "",
+		"Echo-Upgrade":             "",
+	}
+	for k, want := range checks {
+		if got := string(h.Peek(k)); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if string(resp.Body()) != "origin says hi" || resp.StatusCode() != 200 {
+		t.Fatalf("status %d body %q", resp.StatusCode(), resp.Body())
+	}
+}
+
+func TestForwardResponseHopHeaders(t *testing.T) {
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Connection", "X-Internal")
+		ctx.Response.Header.Set("X-Internal", "1")
+		ctx.Response.Header.Set("Keep-Alive", "timeout=1")
+		ctx.Response.Header.Set("Proxy-Authenticate", "Basic")
+		ctx.Response.Header.Set("X-Public", "yes")
+		ctx.Response.Header.SetContentType("application/json")
+		ctx.SetStatusCode(201)
+		ctx.SetBodyString(`{"ok":true}`)
+	})
+	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	resp := do(t, c, "GET", "/", nil)
+	h := &resp.Header
+	for _, k := range []string{"X-Internal", "Keep-Alive", "Proxy-Authenticate"} {
+		if v := h.Peek(k); v != nil {
+			t.Errorf("hop-by-hop response header %s = %q reached the client", k, v)
+		}
+	}
+	if string(h.Peek("X-Public")) != "yes" || string(h.ContentType()) != "application/json" || resp.StatusCode() != 201 {
+		t.Fatalf("response not passed through: %d %s", resp.StatusCode(), h.String())
+	}
+	if string(resp.Body()) != `{"ok":true}` {
+		t.Fatalf("body %q", resp.Body())
+	}
+}
+
+func TestForwardUpstreamCloseKeepsClientConnection(t *testing.T) {
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetConnectionClose()
+		ctx.SetBodyString("bye")
+	})
+	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	resp := do(t, c, "GET", "/", nil)
+	if resp.ConnectionClose() {
+		t.Fatal("an upstream Connection: close was passed to the client")
+	}
+	if string(resp.Body()) != "bye" {
+		t.Fatalf("body %q", resp.Body())
+	}
+}
+
+func TestForwardDestinationHostAndBase(t *testing.T) {
+	origin := startOrigin(t, echoOrigin)
+	cfg := `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "c", "Match": {"Hosts": ["*"], "Paths": ["*"]}}},
+	  "Clusters": {"c": {"Destinations": [{"Address": "http://` + origin + `/base/", "Host": "internal.svc"}]}}}}`
+	c, _ := serveEngine(t, mustEngine(t, cfg, Options{}))
+	resp := do(t, c, "GET", "/v1/items?id=7", nil, "Host", "public.example")
+	if got := string(resp.Header.Peek("Echo-URI")); got != "/base/v1/items?id=7" {
+		t.Errorf("upstream URI %q, want /base/v1/items?id=7", got)
+	}
+	if got := string(resp.Header.Peek("Echo-Host")); got != "internal.svc" {
+		t.Errorf("upstream Host %q, want the destination's Host", got)
+	}
+	if got := string(resp.Header.Peek("Echo-X-Forwarded-Host")); got != "public.example" {
+		t.Errorf("X-Forwarded-Host %q, want the client's Host", got)
+	}
+}
+
+func TestForwardBodies(t *testing.T) {
+	origin := startOrigin(t, echoOrigin)
+	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	body[12345] = 'Z'
+	resp := do(t, c, "POST", "/upload", body)
+	sum := sha256.Sum256(body)
+	if got := string(resp.Header.Peek("Echo-Body-Sha")); got != string(appendHex(nil, sum[:])) {
+		t.Fatalf("1 MiB body changed in transit (len %s)", resp.Header.Peek("Echo-Body-Len"))
+	}
+}
+
+func TestForwardLargeResponse(t *testing.T) {
+	payload := bytes.Repeat([]byte("vkp-"), 5<<18) // 5 MiB
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(payload) })
+	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	resp := do(t, c, "GET", "/big", nil)
+	if !bytes.Equal(resp.Body(), payload) {
+		t.Fatalf("5 MiB response: got %d bytes", len(resp.Body()))
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	slow := startOrigin(t, func(ctx *fasthttp.RequestCtx) { time.Sleep(600 * time.Millisecond) })
+	ok := startOrigin(t, echoOrigin)
+	tests := []struct {
+		name   string
+		cfg    string
+		method string
+		body   []byte
+		host   string
+		want   int
+	}{
+		{"dead destination → 502", oneRoute("", deadAddr(t)), "GET", nil, "x", 502},
+		{"slow destination → 504", oneRoute(`, "Timeout": "00:00:00.2"`, slow), "GET", nil, "x", 504},
+		{"no route → 404", `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "c", "Match": {"Hosts": ["only.this"], "Paths": ["*"]}}},
+			"Clusters": {"c": {"Destinations": [{"Address": "` + ok + `"}]}}}}`, "GET", nil, "x", 404},
+		{"body over limit → 413", oneRoute("", ok), "POST", make([]byte, 2048), "x", 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := mustEngine(t, tt.cfg, Options{MaxRequestBodySize: 1024})
+			c, _ := serveEngine(t, e)
+			resp := do(t, c, tt.method, "/", tt.body, "Host", tt.host)
+			if resp.StatusCode() != tt.want {
+				t.Fatalf("status %d, want %d (body %q)", resp.StatusCode(), tt.want, resp.Body())
+			}
+			if want := fasthttp.StatusMessage(tt.want) + "\n"; string(resp.Body()) != want {
+				t.Fatalf("body %q, want %q", resp.Body(), want)
+			}
+		})
+	}
+}
+
+func TestNoDestination503(t *testing.T) {
+	e := mustEngine(t, oneRoute("", "127.0.0.1:1"), Options{})
+	// All destinations unavailable (health checks will empty the list; here
+	// the snapshot's cluster is emptied directly).
+	e.Current().Routes[0].cluster.dests = nil
+	ctx := reqCtx("GET", "x", "/")
+	e.Handle(ctx)
+	if ctx.Response.StatusCode() != 503 {
+		t.Fatalf("status %d, want 503", ctx.Response.StatusCode())
+	}
+}
+
+func TestNoRetryOfPost(t *testing.T) {
+	var hits atomic.Int32
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		hits.Add(1)
+		// Close without answering: a failure after the request was sent.
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) { c.Close() })
+	})
+	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	resp := do(t, c, "POST", "/pay", []byte("once"))
+	if resp.StatusCode() != 502 {
+		t.Fatalf("status %d, want 502", resp.StatusCode())
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("POST reached the origin %d times, want exactly 1", n)
+	}
+}
+
+func TestStatusForErrors(t *testing.T) {
+	for err, want := range map[error]int{
+		ErrNoRoute: 404, ErrNoDestination: 503, fasthttp.ErrTimeout: 504, fasthttp.ErrDialTimeout: 504,
+		fasthttp.ErrBodyTooLarge: 413, fasthttp.ErrConnectionClosed: 502,
+	} {
+		if got := statusFor(err); got != want {
+			t.Errorf("statusFor(%v) = %d, want %d", err, got, want)
+		}
+	}
+	if !strings.HasPrefix(ErrNoDestination.Error(), "engine: ") {
+		t.Error("sentinel errors are prefixed with the package")
+	}
+}

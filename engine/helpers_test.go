@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// startOrigin runs a real fasthttp server on a loopback port and returns its
+// address. It stops when the test ends.
+func startOrigin(t testing.TB, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h, MaxRequestBodySize: 256 << 20, ReadBufferSize: 16 << 10}
+	go srv.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	return ln.Addr().String()
+}
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
+}
+
+func mustConfig(t testing.TB, src string) *Config {
+	t.Helper()
+	cfg, err := ParseConfig([]byte(src))
+	if err != nil {
+		t.Fatalf("config did not load: %v\n%s", err, src)
+	}
+	return cfg
+}
+
+func mustEngine(t testing.TB, src string, opts Options) *Engine {
+	t.Helper()
+	e, err := New(mustConfig(t, src), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// oneRoute is a config with one catch-all route to the given addresses.
+func oneRoute(routeExtra string, addrs ...string) string {
+	var d []string
+	for _, a := range addrs {
+		d = append(d, `{"Address": "http://`+a+`"}`)
+	}
+	return `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "c", "Match": {"Hosts": ["*"], "Paths": ["*"]}` + routeExtra + `}},
+	  "Clusters": {"c": {"Destinations": [` + strings.Join(d, ",") + `]}}}}`
+}
+
+// serveEngine runs the engine's server on a loopback port, returns a client
+// pointed at it.
+func serveEngine(t testing.TB, e *Engine) (*fasthttp.HostClient, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.NewServer()
+	go srv.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	addr := ln.Addr().String()
+	return &fasthttp.HostClient{Addr: addr, MaxResponseBodySize: 256 << 20, ReadTimeout: 10 * time.Second}, addr
+}
+
+func do(t testing.TB, c *fasthttp.HostClient, method, uri string, body []byte, hdr ...string) *fasthttp.Response {
+	t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://" + c.Addr + uri)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if strings.EqualFold(hdr[i], "Host") {
+			req.Header.SetHost(hdr[i+1])
+			req.UseHostHeader = true
+			continue
+		}
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	if body != nil {
+		req.SetBody(body)
+	}
+	resp := &fasthttp.Response{}
+	if err := c.Do(req, resp); err != nil {
+		t.Fatalf("%s %s: %v", method, uri, err)
+	}
+	return resp
+}
+
+// inmemEngine wires an engine to an origin over in-memory connections.
+func inmemEngine(t testing.TB, origin fasthttp.RequestHandler) *Engine {
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: origin}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { ln.Close() })
+	return mustEngine(t, oneRoute("", "origin.test:80"), Options{Dial: func(string) (net.Conn, error) { return ln.Dial() }})
+}
+
+// proxiedGET runs one request through the engine handler, as the server
+// would: the request is reset from a template each time.
+func proxiedGET(e *Engine, ctx *fasthttp.RequestCtx, tmpl *fasthttp.Request) {
+	tmpl.CopyTo(&ctx.Request)
+	ctx.Response.Reset()
+	e.Handle(ctx)
+}
+
+func newProxyCtx() (*fasthttp.RequestCtx, *fasthttp.Request) {
+	tmpl := &fasthttp.Request{}
+	tmpl.Header.SetMethod("GET")
+	tmpl.SetRequestURI("/api/items?id=42")
+	tmpl.Header.SetHost("api.example.com")
+	tmpl.Header.Set("User-Agent", "bench")
+	tmpl.Header.Set("X-Forwarded-For", "10.0.0.9")
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
+	return ctx, tmpl
+}
