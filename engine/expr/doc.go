@@ -92,6 +92,11 @@
 //     streamed body is consumed into the form), and multipart '#Keys' and
 //     friends iterate a map, so their template rendering has no fixed order.
 //
+// fasthttp's Header.Method allocates a new "GET" on each call when a
+// request's method was never set; requests read from a connection always
+// have one, so this only affects hand-built requests in tests, which should
+// call SetMethod.
+//
 // Header('k') walks the request headers with fasthttp's header iterator,
 // which also yields Host, Content-Type, User-Agent, Content-Length and the
 // Cookie header rebuilt in fasthttp's reused buffer; only a request with

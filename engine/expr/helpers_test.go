@@ -21,6 +21,9 @@ func (fakeTLSConn) ConnectionState() tls.ConnectionState { return tls.Connection
 // keys, cookies, a numeric header, no body and no Content-Length.
 func baseCtx() *fasthttp.RequestCtx {
 	var ctx fasthttp.RequestCtx
+	// Set explicitly: for a method never set, fasthttp's Header.Method
+	// allocates a fresh "GET" on every call (a parsed request always has one).
+	ctx.Request.Header.SetMethod(fasthttp.MethodGet)
 	ctx.Request.SetRequestURI("/api/123?a=1&a=2&B=x")
 	ctx.Request.Header.SetHost("example.com:8080")
 	ctx.Request.Header.SetUserAgent("test-ua/1.0")
@@ -36,6 +39,15 @@ func baseCtx() *fasthttp.RequestCtx {
 	ctx.Request.Header.SetCookie("sid", "abc")
 	ctx.Request.Header.SetCookie("Theme", "dark")
 	return &ctx
+}
+
+func mustCompile(tb testing.TB, src string) *Predicate {
+	tb.Helper()
+	p, err := Compile(src)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }
 
 // rawCtx parses a request from its wire form, as the server would.
