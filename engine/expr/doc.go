@@ -62,8 +62,11 @@
 // # Comparisons
 //
 //   - Text is compared case-insensitively (bytes.EqualFold); "~=" is an
-//     unanchored, case-insensitive Go regexp, compiled once. An empty or
-//     blank pattern is an error.
+//     unanchored, case-insensitive Go regexp (RE2 syntax, so no
+//     backreferences or lookaround), compiled once. An empty or blank pattern
+//     is an error. regexp keeps its matching machines in a sync.Pool, so a
+//     match allocates only when the pool is empty (first use, or after a GC
+//     cleared it).
 //   - A multi-valued field satisfies =, ~=, <, ..., in when any value does.
 //     "!=" is always the negation of "=": none equals, or the field is absent.
 //   - "= null" is true when the field is absent, "!= null" when present; an
