@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -154,6 +155,9 @@ func runCommand(c *cli.Context) error {
 	writeNotes(&out, cells, notes)
 	fmt.Print(out.String())
 	if path := c.String("out"); path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
 		if err := os.WriteFile(path, []byte(out.String()), 0o644); err != nil {
 			return err
 		}

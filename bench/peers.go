@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/goccy/go-json"
@@ -158,6 +159,9 @@ type Proxy struct {
 	Supports func(s Scenario) string
 	// Write writes the config for t into dir and returns the argv to start it.
 	Write func(dir string, t Topology) ([]string, error)
+	// Env returns extra environment variables for a run with the given
+	// worker count (vkp: GOMAXPROCS, its only worker knob).
+	Env func(workers int) []string
 }
 
 func vkpProxy(bin string) Proxy {
@@ -176,6 +180,7 @@ func vkpProxy(bin string) Proxy {
 			}
 			return []string{bin, "serve", "--config", path}, nil
 		},
+		Env: func(workers int) []string { return []string{"GOMAXPROCS=" + strconv.Itoa(workers)} },
 	}
 }
 

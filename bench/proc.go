@@ -35,10 +35,14 @@ var registry struct {
 	procs map[*proc]struct{}
 }
 
-// startProc starts argv in its own process group. If firstLine is not nil
+// startProc starts argv, with env added to this process's environment, in
+// its own process group. If firstLine is not nil
 // it receives the child's first stdout line (origins print their address).
-func startProc(name string, argv []string, firstLine chan<- string) (*proc, error) {
+func startProc(name string, argv, env []string, firstLine chan<- string) (*proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 2 * time.Second
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), logs: &tailBuffer{max: 8 << 10}}

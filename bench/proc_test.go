@@ -9,7 +9,7 @@ import (
 // TestStopKillsGroup: a child that forked a grandchild is gone, with the
 // grandchild, after stop; the way nginx workers must not outlive a run.
 func TestStopKillsGroup(t *testing.T) {
-	p, err := startProc("sh", []string{"sh", "-c", "trap '' TERM; sleep 30 & sleep 30"}, nil)
+	p, err := startProc("sh", []string{"sh", "-c", "trap '' TERM; sleep 30 & sleep 30"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

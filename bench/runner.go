@@ -167,7 +167,7 @@ func startOrigins(ctx context.Context, self string, sc Scenario) (*originProc, *
 func startOrigin(self, name string, size int, delay time.Duration, cacheControl string) (*originProc, error) {
 	line := make(chan string, 1)
 	p, err := startProc(name, []string{self, "origin", "--listen", "127.0.0.1:0",
-		"--size", strconv.Itoa(size), "--delay", delay.String(), "--cache-control", cacheControl}, line)
+		"--size", strconv.Itoa(size), "--delay", delay.String(), "--cache-control", cacheControl}, nil, line)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,11 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if err := preflight(ctx, px, dir, argv); err != nil {
 		return err
 	}
-	p, err := startProc(px.Name, argv, nil)
+	var env []string
+	if px.Env != nil {
+		env = px.Env(cfg.Workers)
+	}
+	p, err := startProc(px.Name, argv, env, nil)
 	if err != nil {
 		return err
 	}
