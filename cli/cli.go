@@ -68,12 +68,9 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		},
 	}
 	if err := app.Run(args); err != nil {
-		var ue usageError
-		if errors.As(err, &ue) || code == ExitOK {
-			fmt.Fprintf(stderr, "vkp: %v\n", err)
-			if code == ExitOK {
-				code = ExitUsage
-			}
+		fmt.Fprintf(stderr, "vkp: %v\n", err)
+		if code == ExitOK {
+			code = ExitUsage
 		}
 	}
 	return code

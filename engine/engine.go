@@ -174,6 +174,7 @@ func (e *Engine) NewServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:                      e.Handle,
 		ErrorHandler:                 e.serverError,
+		ExpectHandler:                e.expect,
 		Name:                         "",
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
@@ -185,6 +186,16 @@ func (e *Engine) NewServer() *fasthttp.Server {
 		CloseOnShutdown:              true,
 		Logger:                       slogPrinter{e.log},
 	}
+}
+
+// expect answers "Expect: 100-continue": a body announced over the limit is
+// refused with 413 before the client sends it (clients such as curl send
+// large uploads this way and would otherwise see a reset mid-upload).
+func (e *Engine) expect(ctx *fasthttp.RequestCtx) int {
+	if cl := ctx.Request.Header.ContentLength(); cl > e.opts.MaxRequestBodySize {
+		return fasthttp.StatusRequestEntityTooLarge
+	}
+	return fasthttp.StatusContinue
 }
 
 // slogPrinter adapts fasthttp's Printf logger to slog at debug level.

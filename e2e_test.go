@@ -1,0 +1,331 @@
+package main
+
+// End-to-end tests of the built binary: real processes, real loopback
+// sockets, real fasthttp origins.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func vkpBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vkp-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "vkp")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func origin(t *testing.T, h fasthttp.RequestHandler) string {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h, MaxRequestBodySize: 128 << 20}
+	go srv.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	return ln.Addr().String()
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	mu     *sync.Mutex
+	done   chan error
+}
+
+func (p *proc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.stderr.String() }
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(b)
+}
+
+// startVKP runs `vkp serve` on cfg and waits until addr accepts connections.
+func startVKP(t *testing.T, cfg, addr string, args ...string) *proc {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "vkp.json")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(vkpBinary(t), append([]string{"serve", "--listen", addr}, args...)...)
+	p.cmd.Env = append(os.Environ(), "VKP_CONFIG="+path)
+	p.cmd.Stderr = lockedWriter{p.mu, p.stderr}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp4", addr); err == nil {
+			c.Close()
+			return p
+		}
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("vkp exited early: %v\n%s", err, p.log())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("vkp did not listen on %s\n%s", addr, p.log())
+	return nil
+}
+
+func e2eOrigin(ctx *fasthttp.RequestCtx) {
+	if string(ctx.Path()) == "/teapot" {
+		ctx.SetStatusCode(418)
+		ctx.Response.Header.Set("X-Origin-Header", "tea")
+		ctx.SetBodyString("short and stout")
+		return
+	}
+	if string(ctx.Path()) == "/slow" {
+		time.Sleep(time.Second)
+	}
+	sum := sha256.Sum256(ctx.PostBody())
+	ctx.Response.Header.Set("X-Body-Sha256", hex.EncodeToString(sum[:]))
+	ctx.Response.Header.Set("X-Seen-Query", string(ctx.QueryArgs().QueryString()))
+	ctx.Response.Header.Set("X-Seen-Header", string(ctx.Request.Header.Peek("X-Client")))
+	ctx.Response.Header.Set("X-Seen-XFF", string(ctx.Request.Header.Peek("X-Forwarded-For")))
+	fmt.Fprintf(ctx, "%s %s %d", ctx.Method(), ctx.Path(), len(ctx.PostBody()))
+}
+
+func e2eConfig(dest string) string {
+	return `{
+  // comments and trailing commas, as in VKProxy's appsettings files
+  "ReverseProxy": {
+    "Routes": {
+      "api": {"Order": 0, "ClusterId": "main", "Timeout": "00:00:05",
+              "Match": {"Hosts": ["*"], "Paths": ["/api*", "/teapot", "/slow"]},},
+    },
+    "Clusters": {
+      "main": {"LoadBalancingPolicy": "RoundRobin", "Destinations": [{"Address": "http://` + dest + `"}]},
+    },
+  },
+}`
+}
+
+func TestE2EProxying(t *testing.T) {
+	dest := origin(t, e2eOrigin)
+	addr := freeAddr(t)
+	p := startVKP(t, e2eConfig(dest), addr)
+	c := &fasthttp.HostClient{Addr: addr, MaxResponseBodySize: 64 << 20}
+
+	send := func(method, uri string, body []byte, hdr ...string) *fasthttp.Response {
+		t.Helper()
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.Header.SetMethod(method)
+		req.SetRequestURI("http://" + addr + uri)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		req.SetBody(body)
+		resp := &fasthttp.Response{}
+		if err := c.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, uri, err, p.log())
+		}
+		return resp
+	}
+
+	resp := send("GET", "/api/items?b=2&a=1&a=3", nil, "X-Client", "e2e")
+	if resp.StatusCode() != 200 || string(resp.Body()) != "GET /api/items 0" {
+		t.Fatalf("GET: %d %q", resp.StatusCode(), resp.Body())
+	}
+	if q := string(resp.Header.Peek("X-Seen-Query")); q != "b=2&a=1&a=3" {
+		t.Errorf("query arrived as %q", q)
+	}
+	if h := string(resp.Header.Peek("X-Seen-Header")); h != "e2e" {
+		t.Errorf("client header arrived as %q", h)
+	}
+	if h := string(resp.Header.Peek("X-Seen-XFF")); h != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For %q", h)
+	}
+
+	body := make([]byte, 1<<20)
+	for i := range body {
+		body[i] = byte(i*7 + i>>9)
+	}
+	sum := sha256.Sum256(body)
+	resp = send("POST", "/api/upload", body)
+	if resp.StatusCode() != 200 || string(resp.Header.Peek("X-Body-Sha256")) != hex.EncodeToString(sum[:]) {
+		t.Fatalf("1 MiB POST did not arrive intact: %d %q", resp.StatusCode(), resp.Body())
+	}
+	if string(resp.Body()) != fmt.Sprintf("POST /api/upload %d", 1<<20) {
+		t.Fatalf("POST body %q", resp.Body())
+	}
+
+	resp = send("GET", "/teapot", nil)
+	if resp.StatusCode() != 418 || string(resp.Header.Peek("X-Origin-Header")) != "tea" || string(resp.Body()) != "short and stout" {
+		t.Fatalf("origin status/headers not passed through: %d %q", resp.StatusCode(), resp.Body())
+	}
+	if resp := send("GET", "/nowhere", nil); resp.StatusCode() != 404 {
+		t.Fatalf("no route: %d", resp.StatusCode())
+	}
+	if resp := send("POST", "/api/x", make([]byte, 2<<20)); resp.StatusCode() != 200 {
+		t.Fatalf("2 MiB under the default 64 MiB limit: %d", resp.StatusCode())
+	}
+}
+
+func TestE2EBodyLimit(t *testing.T) {
+	dest := origin(t, e2eOrigin)
+	addr := freeAddr(t)
+	startVKP(t, e2eConfig(dest), addr, "--max-request-body", "1MiB")
+	// As curl does for big uploads: announce the body, wait for 100-continue.
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /api/x HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", 1<<20+1)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	n, _ := c.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 413 ") {
+		t.Fatalf("over the limit: got %q, want 413", buf[:n])
+	}
+	// At the limit exactly: accepted.
+	resp := &fasthttp.Response{}
+	req := &fasthttp.Request{}
+	req.Header.SetMethod("POST")
+	req.SetRequestURI("http://" + addr + "/api/x")
+	req.SetBody(make([]byte, 1<<20))
+	if err := (&fasthttp.HostClient{Addr: addr}).DoTimeout(req, resp, 10*time.Second); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("at the limit: %v %d", err, resp.StatusCode())
+	}
+}
+
+func TestE2EGracefulShutdown(t *testing.T) {
+	dest := origin(t, e2eOrigin)
+	addr := freeAddr(t)
+	p := startVKP(t, e2eConfig(dest), addr, "--grace", "10s")
+
+	result := make(chan error, 1)
+	go func() {
+		c := &fasthttp.HostClient{Addr: addr}
+		req := fasthttp.AcquireRequest()
+		req.SetRequestURI("http://" + addr + "/slow")
+		resp := &fasthttp.Response{}
+		err := c.DoTimeout(req, resp, 10*time.Second)
+		if err == nil && (resp.StatusCode() != 200 || string(resp.Body()) != "GET /slow 0") {
+			err = fmt.Errorf("in-flight request got %d %q", resp.StatusCode(), resp.Body())
+		}
+		result <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the request is now waiting on the origin
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-result; err != nil {
+		t.Fatalf("in-flight request during shutdown: %v\n%s", err, p.log())
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("vkp exited with %v after SIGTERM, want 0\n%s", err, p.log())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("vkp did not exit after SIGTERM\n%s", p.log())
+	}
+	if _, err := net.DialTimeout("tcp4", addr, time.Second); err == nil {
+		t.Fatal("vkp still accepts connections after shutdown")
+	}
+	if !strings.Contains(p.log(), `"msg":"stopped"`) {
+		t.Errorf("no stop log line:\n%s", p.log())
+	}
+}
+
+func TestE2EValidate(t *testing.T) {
+	bin := vkpBinary(t)
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  []string
+	}{
+		{"good", []string{"validate", "--config", write("good.json", e2eConfig("127.0.0.1:1"))}, 0, []string{"ok (1 routes, 1 clusters"}},
+		{"seed mirror", []string{"validate", "--config", "configs/seed-mirror.json"}, 0, []string{"MirrorCluster"}},
+		{"seed a/b", []string{"validate", "--config", "configs/seed-ab.json"}, 0, []string{"ok (2 routes"}},
+		{"malformed", []string{"validate", "--config", write("bad.json", "{\n \"ReverseProxy\": {,\n}")}, 3, []string{"2:", "invalid JSON"}},
+		{"several problems", []string{"validate", "--config", write("bad2.json", `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "x", "Timeout": "1 minute"}}, "Clusters": {"c": {"Destinations": [{"Address": "nope"}]}}}}`)}, 3,
+			[]string{"ReverseProxy.Routes.r.ClusterId", "ReverseProxy.Routes.r.Timeout", "ReverseProxy.Clusters.c.Destinations[0].Address", "3 problems"}},
+		{"missing file", []string{"validate", "--config", filepath.Join(dir, "none.json")}, 3, []string{"no such file"}},
+		{"missing flag", []string{"validate"}, 2, []string{"config"}},
+		{"unknown flag", []string{"serve", "--nope"}, 2, []string{"nope"}},
+		{"serve bad config", []string{"serve", "--config", filepath.Join(dir, "bad.json")}, 3, []string{"invalid JSON"}},
+		{"version", []string{"version"}, 0, []string{"vkp "}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(bin, tt.args...)
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != tt.code {
+				t.Fatalf("exit %d, want %d\n%s", code, tt.code, out)
+			}
+			for _, w := range tt.out {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
