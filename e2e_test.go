@@ -329,3 +329,49 @@ func TestE2EValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestE2ESeedABConfig runs the seeds' A/B example (configs/seed-ab.json,
+// comments and trailing commas included) with its destinations moved to free
+// loopback ports: x-env: test goes to ClusterA, everything else to ClusterB.
+func TestE2ESeedABConfig(t *testing.T) {
+	src, err := os.ReadFile("configs/seed-ab.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := origin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("A") })
+	b := origin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("B") })
+	cfg := strings.NewReplacer("127.0.0.1:7930", a, "127.0.0.2:8989", b).Replace(string(src))
+	if cfg == string(src) {
+		t.Fatal("seed addresses not found in configs/seed-ab.json")
+	}
+	addr := freeAddr(t)
+	p := startVKP(t, cfg, addr)
+	c := &fasthttp.HostClient{Addr: addr}
+	for _, tc := range []struct {
+		host, env, want string
+		status          int
+	}{
+		{"api.com", "test", "A", 200},
+		{"api.com", "TEST", "A", 200},
+		{"api.com", "prod", "B", 200},
+		{"api.com", "", "B", 200},
+		{"api.com:8080", "test", "A", 200},
+		{"other.com", "test", "Not Found\n", 404},
+	} {
+		req := fasthttp.AcquireRequest()
+		req.SetRequestURI("http://" + addr + "/anything")
+		req.Header.SetHost(tc.host)
+		req.UseHostHeader = true
+		if tc.env != "" {
+			req.Header.Set("x-env", tc.env)
+		}
+		resp := &fasthttp.Response{}
+		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, p.log())
+		}
+		if resp.StatusCode() != tc.status || string(resp.Body()) != tc.want {
+			t.Errorf("Host %s x-env %q → %d %q, want %d %q", tc.host, tc.env, resp.StatusCode(), resp.Body(), tc.status, tc.want)
+		}
+		fasthttp.ReleaseRequest(req)
+	}
+}
