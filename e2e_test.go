@@ -375,3 +375,62 @@ func TestE2ESeedABConfig(t *testing.T) {
 		fasthttp.ReleaseRequest(req)
 	}
 }
+
+// TestE2ESeedMirrorConfig runs the seeds' mirror example
+// (configs/seed-mirror.json) with its destinations moved to loopback origins.
+// The shadow gets every copy; the client only ever sees the main origin; the
+// shutdown log reports the mirror counters.
+func TestE2ESeedMirrorConfig(t *testing.T) {
+	src, err := os.ReadFile("configs/seed-mirror.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shadowN, shadowBytes int64
+	var mu sync.Mutex
+	main := origin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("main") })
+	shadow := origin(t, func(ctx *fasthttp.RequestCtx) {
+		mu.Lock()
+		shadowN++
+		shadowBytes += int64(len(ctx.PostBody()))
+		mu.Unlock()
+		ctx.SetStatusCode(503)
+	})
+	cfg := strings.NewReplacer("https://xxx.lt", "http://"+main, "http://xxx.org/", "http://"+shadow+"/").Replace(string(src))
+	addr := freeAddr(t)
+	p := startVKP(t, cfg, addr)
+	c := &fasthttp.HostClient{Addr: addr}
+	body := make([]byte, 1<<20)
+	for i := 0; i < 20; i++ {
+		req := fasthttp.AcquireRequest()
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("http://" + addr + "/orders")
+		req.Header.SetHost("api.com")
+		req.UseHostHeader = true
+		req.Header.Set("X-Forwarded-For", fmt.Sprint("10.0.0.", i))
+		req.SetBody(body)
+		resp := &fasthttp.Response{}
+		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 || string(resp.Body()) != "main" {
+			t.Fatalf("request %d: %v %d %q\n%s", i, err, resp.StatusCode(), resp.Body(), p.log())
+		}
+		fasthttp.ReleaseRequest(req)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n, b := shadowN, shadowBytes
+		mu.Unlock()
+		if n == 20 && b == 20<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shadow got %d copies, %d bytes; want 20, %d", n, b, 20<<20)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	p.done <- nil
+	if log := p.log(); !strings.Contains(log, `"msg":"mirror stopped"`) || !strings.Contains(log, `"sent":20`) {
+		t.Fatalf("shutdown log lacks the mirror counters:\n%s", log)
+	}
+}

@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -142,6 +140,12 @@ func serveCommand(code *int, stop <-chan struct{}) *ucli.Command {
 				Usage: "on SIGTERM/SIGINT, how long in-flight requests may take to finish"},
 			&ucli.StringFlag{Name: "log-level", EnvVars: []string{"VKP_LOG_LEVEL"}, Value: "info",
 				Usage: "debug, info, warn or error"},
+			&ucli.IntFlag{Name: "mirror-inflight", EnvVars: []string{"VKP_MIRROR_INFLIGHT"}, Value: engine.DefaultMirrorInflight,
+				Usage: "most mirror copies being sent at once (size it to mirrored req/s × shadow latency)"},
+			&ucli.IntFlag{Name: "mirror-queue", EnvVars: []string{"VKP_MIRROR_QUEUE"}, Value: engine.DefaultMirrorQueue,
+				Usage: "most mirror copies waiting for a sender; beyond it copies are dropped and counted"},
+			&ucli.StringFlag{Name: "mirror-memory", EnvVars: []string{"VKP_MIRROR_MEMORY"}, Value: "256MiB",
+				Usage: "most request-body bytes held by queued and in-flight mirror copies; beyond it copies are dropped"},
 		},
 		Action: func(c *ucli.Context) error {
 			err := serve(c, stop)
@@ -170,15 +174,25 @@ func serve(c *ucli.Context, stop <-chan struct{}) error {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.String("log-level"))
 	}
 	log := slog.New(slog.NewJSONHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
-	maxBody, err := parseSize(c.String("max-request-body"))
+	maxBody, err := engine.ParseSize(c.String("max-request-body"))
 	if err != nil {
 		return fmt.Errorf("%w: --max-request-body: %v", errUsage, err)
+	}
+	mirrorMem, err := engine.ParseSize(c.String("mirror-memory"))
+	if err != nil || mirrorMem <= 0 {
+		return fmt.Errorf("%w: --mirror-memory %q: want a positive size like 256MiB", errUsage, c.String("mirror-memory"))
+	}
+	if c.Int("mirror-inflight") <= 0 || c.Int("mirror-queue") <= 0 {
+		return fmt.Errorf("%w: --mirror-inflight and --mirror-queue must be positive", errUsage)
 	}
 	cfg, err := loadConfig(c.String("config"), c.App.ErrWriter)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadConfig, err)
 	}
-	eng, err := engine.New(cfg, engine.Options{MaxRequestBodySize: maxBody, Logger: log})
+	eng, err := engine.New(cfg, engine.Options{
+		MaxRequestBodySize: maxBody, Logger: log,
+		MirrorInflight: c.Int("mirror-inflight"), MirrorQueue: c.Int("mirror-queue"), MirrorMemory: int64(mirrorMem),
+	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadConfig, err)
 	}
@@ -240,29 +254,7 @@ func serve(c *ucli.Context, stop <-chan struct{}) error {
 		log.Warn("grace period over; closing remaining connections", "open_connections", srv.GetOpenConnectionsCount(), "error", err.Error())
 	}
 	wg.Wait()
+	eng.Close(ctx)
 	log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond).String())
 	return runErr
-}
-
-// parseSize reads "1048576", "64MiB", "512KiB", "1GiB" (also KB/MB/GB as
-// powers of 1024, which is what people mean in this flag).
-func parseSize(s string) (int, error) {
-	s = strings.TrimSpace(s)
-	mult := 1
-	upper := strings.ToUpper(s)
-	for _, u := range []struct {
-		suffix string
-		mult   int
-	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
-		if strings.HasSuffix(upper, u.suffix) {
-			mult = u.mult
-			s = strings.TrimSpace(s[:len(s)-len(u.suffix)])
-			break
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n <= 0 || n > (1<<31-1)/mult {
-		return 0, fmt.Errorf("%q is not a positive size like 64MiB", s)
-	}
-	return n * mult, nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,15 @@ type Options struct {
 	Rand IntN
 	// Dial replaces the upstream dialer (tests use in-memory listeners).
 	Dial fasthttp.DialFunc
+	// MirrorInflight bounds mirror copies being sent at once.
+	// Default DefaultMirrorInflight.
+	MirrorInflight int
+	// MirrorQueue bounds mirror copies waiting for a sender.
+	// Default DefaultMirrorQueue.
+	MirrorQueue int
+	// MirrorMemory bounds the body bytes of queued and in-flight mirror
+	// copies. Default DefaultMirrorMemory.
+	MirrorMemory int64
 }
 
 // DefaultMaxRequestBodySize is the request body limit when Options leaves it 0.
@@ -37,6 +47,8 @@ type Engine struct {
 
 	mu        sync.Mutex           // guards upstreams; taken only when building snapshots
 	upstreams map[string]*upstream // by address key, shared across snapshots
+
+	mirror *mirrorer
 }
 
 // Snapshot is one immutable, compiled configuration. Requests Load() it once
@@ -56,6 +68,7 @@ type Route struct {
 	cluster *Cluster
 	timeout time.Duration
 	match   func(*fasthttp.RequestCtx) bool // Statement; nil accepts all
+	mirror  *routeMirror                    // nil: not mirrored
 	handler fasthttp.RequestHandler
 }
 
@@ -77,7 +90,17 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if opts.MirrorInflight <= 0 {
+		opts.MirrorInflight = DefaultMirrorInflight
+	}
+	if opts.MirrorQueue <= 0 {
+		opts.MirrorQueue = DefaultMirrorQueue
+	}
+	if opts.MirrorMemory <= 0 {
+		opts.MirrorMemory = DefaultMirrorMemory
+	}
 	e := &Engine{opts: opts, log: opts.Logger, upstreams: map[string]*upstream{}}
+	e.mirror = newMirrorer(opts, opts.Logger)
 	if err := e.Apply(cfg); err != nil {
 		return nil, err
 	}
@@ -129,6 +152,10 @@ func (e *Engine) build(cfg *Config) (*Snapshot, error) {
 			return nil, err
 		}
 		r.match = m
+		r.mirror, err = compileMirror(rc, func(id string) *Cluster { return s.Clusters[strings.ToLower(id)] })
+		if err != nil {
+			return nil, err
+		}
 		r.handler = e.chain(r)
 		s.Routes = append(s.Routes, r)
 	}
@@ -153,7 +180,22 @@ func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig) *upstream {
 // chain composes the route's stages, outermost first. A stage that the route
 // does not configure returns next unchanged and costs nothing.
 func (e *Engine) chain(r *Route) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) { e.forward(ctx, r) }
+	h := func(ctx *fasthttp.RequestCtx) { e.forward(ctx, r) }
+	return e.mirrorStage(r, h)
+}
+
+// MirrorStats returns the mirror counters.
+func (e *Engine) MirrorStats() MirrorStats { return e.mirror.Stats() }
+
+// Close stops background work after the server has stopped taking requests:
+// queued and in-flight mirror copies get until ctx ends to finish, the rest
+// are dropped. It logs what happened.
+func (e *Engine) Close(ctx context.Context) {
+	flushed, dropped := e.mirror.close(ctx)
+	st := e.mirror.Stats()
+	e.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped,
+		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "skipped", st.Skipped,
+		"body_bytes", st.BodyBytes)
 }
 
 // Handle serves one request: match a route on the current snapshot and run

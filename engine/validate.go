@@ -353,6 +353,14 @@ func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.D
 	m.rest()
 
 	r.Metadata = o.metadata("Metadata")
+	if _, err := compileMirror(r, func(id string) *Cluster {
+		if cfg.Clusters[strings.ToLower(id)] == nil {
+			return nil
+		}
+		return &Cluster{}
+	}); err != nil {
+		l.errs = append(l.errs, err.Error())
+	}
 	for _, k := range routeFeatureKeys {
 		if _, ok := r.Metadata.Get(k); ok && !implementedRouteKeys[strings.ToLower(k)] {
 			l.warnf(join(join(path, "Metadata"), k), "not implemented yet, ignored")

@@ -1,0 +1,530 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/vkp-proxy/vkp/pool"
+)
+
+// Mirroring sends a copy of a route's requests to one or more shadow
+// clusters. The main request never waits for a copy and is never changed by
+// it: the copy is taken after the main response is produced, handed to a
+// bounded queue, and sent by an elastic set of sender goroutines whose number
+// follows the shadow's latency (a 100 ms shadow at 2,000 req/s needs ~200
+// sends in flight), up to the in-flight limit. The body moves to the copy
+// without copying: the request's body buffer is swapped for an empty pooled
+// one. Bytes of queued and in-flight bodies are charged to a process-wide
+// memory budget. When the queue, the budget or the in-flight limit is
+// exhausted, the copy is dropped and counted; the main path never blocks.
+
+// Defaults for the process-wide mirror limits (serve flags --mirror-*).
+const (
+	DefaultMirrorInflight = 1024
+	DefaultMirrorQueue    = 4096
+	DefaultMirrorMemory   = 256 << 20
+	DefaultMirrorTimeout  = 5 * time.Second
+	mirrorIdle            = 2 * time.Second // an idle sender exits after this
+)
+
+func init() {
+	for _, k := range []string{"MirrorCluster", "MirrorPercent", "MirrorMaxBodySize", "MirrorTimeout", "MirrorHeaders"} {
+		implementedRouteKeys[strings.ToLower(k)] = true
+	}
+}
+
+// MirrorStats are the mirror's counters since the engine started.
+type MirrorStats struct {
+	Due        uint64        // copies selected for sending (sampling passed)
+	Sent       uint64        // copies the shadow answered (any status)
+	Failed     uint64        // copies that met a connect/IO error or timeout
+	Dropped    uint64        // copies refused by the queue, in-flight limit or memory budget, or cut at shutdown
+	Skipped    uint64        // requests not copied because the body exceeds MirrorMaxBodySize
+	BodyBytes  uint64        // request body bytes of the copies the shadow answered
+	Inflight   int64         // copies being sent now
+	Queued     int64         // copies waiting for a sender
+	Memory     int64         // body bytes held by queued and in-flight copies
+	LatencyN   uint64        // number of latency samples (== Sent + Failed)
+	LatencySum time.Duration // sum of send latencies
+	LatencyMax time.Duration // largest send latency
+}
+
+// routeMirror is a route's compiled mirror settings.
+type routeMirror struct {
+	clusters  []*Cluster
+	perMyriad uint64 // sampling rate in 1/10000
+	maxBody   int    // 0: no limit
+	timeout   time.Duration
+	headers   [][2]string
+	seq       atomic.Uint64 // sampling counter
+}
+
+// sample spreads the chosen requests evenly: request n is chosen when
+// floor(n*rate) grows, so 10% picks every tenth request, not bursts.
+func (m *routeMirror) sample() bool {
+	switch m.perMyriad {
+	case 10000:
+		return true
+	case 0:
+		return false
+	}
+	n := m.seq.Add(1)
+	return n*m.perMyriad/10000 != (n-1)*m.perMyriad/10000
+}
+
+// mirrorJob is one request copy, shared by the sends to each mirror cluster.
+type mirrorJob struct {
+	m        *mirrorer
+	rm       *routeMirror
+	header   fasthttp.RequestHeader
+	body     *pool.Buffer
+	remoteIP [46]byte
+	ipLen    int
+	tls      bool
+	cluster  *Cluster
+	refs     atomic.Int32 // owner only: copies not yet done
+	charged  int64        // owner only: bytes charged to the budget
+	owner    *mirrorJob   // siblings only: the job whose body they share
+}
+
+var jobPool = sync.Pool{New: func() any { return &mirrorJob{} }}
+
+// mirrorer owns the queue, the senders and the counters. One per Engine.
+type mirrorer struct {
+	log         *slog.Logger
+	queue       chan *mirrorJob
+	maxInflight int64
+	memBudget   int64
+
+	senders  atomic.Int64 // running sender goroutines
+	idle     atomic.Int64 // senders waiting for work
+	inflight atomic.Int64
+	memory   atomic.Int64
+	closed   atomic.Bool
+	wg       sync.WaitGroup
+
+	due, sent, failed, dropped, skipped, bodyBytes atomic.Uint64
+	latN, latSum, latMax                           atomic.Uint64
+
+	lastFailLog atomic.Int64 // unix nanos of the last failure log line
+	failsSince  atomic.Uint64
+}
+
+func newMirrorer(o Options, log *slog.Logger) *mirrorer {
+	return &mirrorer{
+		log:         log,
+		queue:       make(chan *mirrorJob, o.MirrorQueue),
+		maxInflight: int64(o.MirrorInflight),
+		memBudget:   o.MirrorMemory,
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (m *mirrorer) Stats() MirrorStats {
+	return MirrorStats{
+		Due: m.due.Load(), Sent: m.sent.Load(), Failed: m.failed.Load(), Dropped: m.dropped.Load(),
+		Skipped: m.skipped.Load(), BodyBytes: m.bodyBytes.Load(), Inflight: m.inflight.Load(),
+		Queued: int64(len(m.queue)), Memory: m.memory.Load(), LatencyN: m.latN.Load(),
+		LatencySum: time.Duration(m.latSum.Load()), LatencyMax: time.Duration(m.latMax.Load()),
+	}
+}
+
+// mirrorStage wraps next with mirroring when the route configures it.
+func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	rm := r.mirror
+	if rm == nil {
+		return next
+	}
+	m := e.mirror
+	return func(ctx *fasthttp.RequestCtx) {
+		if !rm.sample() {
+			next(ctx)
+			return
+		}
+		n := len(ctx.Request.Body())
+		if rm.maxBody > 0 && n > rm.maxBody {
+			m.skipped.Add(uint64(len(rm.clusters)))
+			next(ctx)
+			return
+		}
+		m.due.Add(uint64(len(rm.clusters)))
+		// Reserve before doing any work, so a full budget costs nothing.
+		job := m.reserve(int64(n), len(rm.clusters))
+		if job == nil {
+			next(ctx)
+			return
+		}
+		// The header is copied before forwarding rewrites it for the main
+		// destination (base path, Host); the body is taken after.
+		ctx.Request.Header.CopyTo(&job.header)
+		job.rm = rm
+		job.tls = ctx.IsTLS()
+		job.ipLen = len(appendRemoteIP(job.remoteIP[:0], ctx.RemoteAddr()))
+		next(ctx)
+		job.body = pool.Bodies.Get()
+		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
+		for _, c := range rm.clusters {
+			j := job
+			if len(rm.clusters) > 1 {
+				j = job.fork(c)
+			} else {
+				job.cluster = c
+			}
+			m.submit(j)
+		}
+	}
+}
+
+// reserve charges n body bytes for k copies and returns a job, or nil (and
+// counts the drops) when the budget, the in-flight limit or the queue is
+// exhausted.
+func (m *mirrorer) reserve(n int64, k int) *mirrorJob {
+	if m.closed.Load() || len(m.queue)+k > cap(m.queue) {
+		m.dropped.Add(uint64(k))
+		return nil
+	}
+	if m.memory.Add(n) > m.memBudget {
+		m.memory.Add(-n)
+		m.dropped.Add(uint64(k))
+		return nil
+	}
+	job := jobPool.Get().(*mirrorJob)
+	job.m = m
+	job.charged = n
+	job.refs.Store(int32(k))
+	return job
+}
+
+// fork makes a sibling job that shares j's body (multiple mirror clusters).
+// The first sibling is j itself; later ones copy the header.
+func (j *mirrorJob) fork(c *Cluster) *mirrorJob {
+	if j.cluster == nil {
+		j.cluster = c
+		return j
+	}
+	s := jobPool.Get().(*mirrorJob)
+	j.header.CopyTo(&s.header)
+	s.m, s.rm, s.tls, s.remoteIP, s.ipLen, s.cluster = j.m, j.rm, j.tls, j.remoteIP, j.ipLen, c
+	s.body = j.body
+	s.owner = j
+	return s
+}
+
+func (m *mirrorer) submit(j *mirrorJob) {
+	select {
+	case m.queue <- j:
+	default:
+		m.dropped.Add(1)
+		j.done()
+		return
+	}
+	// Start a sender when none is idle and the in-flight limit allows it.
+	if m.idle.Load() == 0 {
+		for {
+			s := m.senders.Load()
+			if s >= m.maxInflight {
+				break
+			}
+			if m.senders.CompareAndSwap(s, s+1) {
+				m.wg.Add(1)
+				go m.sender()
+				break
+			}
+		}
+	}
+}
+
+// sender sends queued copies until it has been idle for mirrorIdle.
+func (m *mirrorer) sender() {
+	defer m.wg.Done()
+	defer m.senders.Add(-1)
+	t := time.NewTimer(mirrorIdle)
+	defer t.Stop()
+	req := &fasthttp.Request{}
+	resp := &fasthttp.Response{}
+	for {
+		m.idle.Add(1)
+		select {
+		case j := <-m.queue:
+			m.idle.Add(-1)
+			m.send(j, req, resp)
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+			t.Reset(mirrorIdle)
+		case <-t.C:
+			m.idle.Add(-1)
+			// Exit only if nothing is queued; otherwise keep serving.
+			if len(m.queue) == 0 {
+				return
+			}
+			t.Reset(mirrorIdle)
+		}
+	}
+}
+
+// send delivers one copy and reads and discards the answer.
+func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Response) {
+	defer j.done()
+	defer func() {
+		if p := recover(); p != nil {
+			m.failed.Add(1)
+			m.log.Error("mirror send panicked", "panic", fmt.Sprint(p))
+		}
+	}()
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
+	d := j.cluster.pickForMirror(j)
+	if d == nil {
+		m.failed.Add(1)
+		m.noteFailure(j, nil, ErrNoDestination)
+		return
+	}
+	j.header.CopyTo(&req.Header)
+	req.SetBodyRaw(j.body.B)
+	prepareMirrorRequest(req, j, d)
+	start := time.Now()
+	err := d.up.hc.DoDeadline(req, resp, start.Add(j.rm.timeout))
+	lat := time.Since(start)
+	req.Reset()
+	resp.Reset()
+	m.latN.Add(1)
+	m.latSum.Add(uint64(lat))
+	for {
+		cur := m.latMax.Load()
+		if uint64(lat) <= cur || m.latMax.CompareAndSwap(cur, uint64(lat)) {
+			break
+		}
+	}
+	if err != nil {
+		m.failed.Add(1)
+		m.noteFailure(j, d, err)
+		return
+	}
+	m.sent.Add(1)
+	m.bodyBytes.Add(uint64(len(j.body.B)))
+}
+
+// noteFailure logs mirror failures at most once a second, with a count:
+// a dead shadow must not flood the log at request rate.
+func (m *mirrorer) noteFailure(j *mirrorJob, d *Destination, err error) {
+	m.failsSince.Add(1)
+	now := time.Now().UnixNano()
+	last := m.lastFailLog.Load()
+	if now-last < int64(time.Second) || !m.lastFailLog.CompareAndSwap(last, now) {
+		return
+	}
+	dest := ""
+	if d != nil {
+		dest = d.Address
+	}
+	m.log.Warn("mirror failures", "count", m.failsSince.Swap(0), "cluster", j.cluster.ID, "destination", dest, "last_error", err.Error())
+}
+
+// done releases the job; the last reference returns the body and the budget.
+func (j *mirrorJob) done() {
+	owner := j
+	if j.owner != nil {
+		owner = j.owner
+		j.reset()
+		jobPool.Put(j)
+	}
+	if owner.refs.Add(-1) > 0 {
+		return
+	}
+	owner.m.memory.Add(-owner.charged)
+	if owner.body != nil {
+		pool.Bodies.Put(owner.body)
+	}
+	owner.reset()
+	jobPool.Put(owner)
+}
+
+func (j *mirrorJob) reset() {
+	j.header.Reset()
+	j.body = nil
+	j.cluster = nil
+	j.owner = nil
+	j.rm = nil
+	j.charged = 0
+}
+
+// pickForMirror picks with the mirror cluster's own policy. Mirror sends
+// are not counted in the destinations' in-flight numbers, so they never skew
+// the main traffic's LeastRequests/P2C choices.
+func (c *Cluster) pickForMirror(j *mirrorJob) *Destination {
+	switch len(c.dests) {
+	case 0:
+		return nil
+	case 1:
+		return c.dests[0]
+	}
+	ctx := mirrorCtxPool.Get().(*fasthttp.RequestCtx)
+	j.header.CopyTo(&ctx.Request.Header)
+	d := c.picker.Pick(ctx, c.dests)
+	ctx.Request.Reset()
+	mirrorCtxPool.Put(ctx)
+	return d
+}
+
+var mirrorCtxPool = sync.Pool{New: func() any { return &fasthttp.RequestCtx{} }}
+
+// prepareMirrorRequest applies the same rewrite as the main path, for the
+// mirror destination, plus the route's MirrorHeaders.
+func prepareMirrorRequest(req *fasthttp.Request, j *mirrorJob, d *Destination) {
+	h := &req.Header
+	clientHost := append([]byte(nil), h.Host()...)
+	stripHopRequest(h)
+	sb := pool.Scratch.Get()
+	sb.B = append(sb.B[:0], h.Peek("X-Forwarded-For")...)
+	if len(sb.B) > 0 {
+		sb.B = append(sb.B, ", "...)
+	}
+	sb.B = append(sb.B, j.remoteIP[:j.ipLen]...)
+	h.SetBytesV("X-Forwarded-For", sb.B)
+	if j.tls {
+		h.SetBytesV("X-Forwarded-Proto", strHTTPS)
+	} else {
+		h.SetBytesV("X-Forwarded-Proto", strHTTP)
+	}
+	if len(clientHost) > 0 {
+		h.SetBytesV("X-Forwarded-Host", clientHost)
+	}
+	uri := req.URI()
+	if len(d.base) > 0 {
+		sb.B = append(append(sb.B[:0], d.base...), uri.PathOriginal()...)
+		uri.SetPathBytes(sb.B)
+	}
+	pool.Scratch.Put(sb)
+	if d.tls {
+		uri.SetSchemeBytes(strHTTPS)
+	} else {
+		uri.SetSchemeBytes(strHTTP)
+	}
+	if d.host != "" {
+		h.SetHost(d.host)
+	}
+	for _, kv := range j.rm.headers {
+		h.Set(kv[0], kv[1])
+	}
+	req.UseHostHeader = true
+}
+
+// close stops taking copies and waits for queued and in-flight ones until ctx
+// ends; what is left then is dropped. It reports what it did.
+func (m *mirrorer) close(ctx context.Context) (flushed, dropped uint64) {
+	m.closed.Store(true)
+	before := m.sent.Load() + m.failed.Load()
+	for len(m.queue) > 0 || m.inflight.Load() > 0 {
+		if ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	flushed = m.sent.Load() + m.failed.Load() - before
+	for {
+		select {
+		case j := <-m.queue:
+			m.dropped.Add(1)
+			dropped++
+			j.done()
+			continue
+		default:
+		}
+		break
+	}
+	return flushed, dropped
+}
+
+// compileMirror reads a route's Mirror* metadata. Errors name the key.
+// lookup returns the cluster of an id (case-insensitive) or nil.
+func compileMirror(rc *RouteConfig, lookup func(id string) *Cluster) (*routeMirror, error) {
+	names, ok := rc.Metadata.Get("MirrorCluster")
+	if !ok || strings.TrimSpace(names) == "" {
+		return nil, nil
+	}
+	path := "ReverseProxy.Routes." + rc.ID + ".Metadata."
+	rm := &routeMirror{perMyriad: 10000, timeout: DefaultMirrorTimeout}
+	for _, n := range strings.Split(names, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		c := lookup(n)
+		if c == nil {
+			return nil, fmt.Errorf("%sMirrorCluster: cluster %q is not defined in ReverseProxy.Clusters", path, n)
+		}
+		rm.clusters = append(rm.clusters, c)
+	}
+	if v, ok := rc.Metadata.Get("MirrorPercent"); ok {
+		p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), "%"), 64)
+		if err != nil || p < 0 || p > 100 || math.IsNaN(p) {
+			return nil, fmt.Errorf("%sMirrorPercent: %q is not a number from 0 to 100", path, v)
+		}
+		rm.perMyriad = uint64(math.Round(p * 100))
+	}
+	if v, ok := rc.Metadata.Get("MirrorMaxBodySize"); ok {
+		n, err := ParseSize(v)
+		if err != nil {
+			return nil, fmt.Errorf("%sMirrorMaxBodySize: %v", path, err)
+		}
+		rm.maxBody = n
+	}
+	if v, ok := rc.Metadata.Get("MirrorTimeout"); ok {
+		d, err := parseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%sMirrorTimeout: %q: want a positive duration like \"00:00:05\" or \"5s\"", path, v)
+		}
+		rm.timeout = d
+	}
+	if v, ok := rc.Metadata.Get("MirrorHeaders"); ok {
+		for _, part := range strings.Split(v, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			k, val, found := strings.Cut(part, ":")
+			k = strings.TrimSpace(k)
+			if !found || !isToken(k) {
+				return nil, fmt.Errorf("%sMirrorHeaders: %q is not \"Name: value\" (pairs separated by ';')", path, part)
+			}
+			rm.headers = append(rm.headers, [2]string{k, strings.TrimSpace(val)})
+		}
+	}
+	return rm, nil
+}
+
+// ParseSize reads "1048576", "64MiB", "512KiB", "1GiB" (KB/MB/GB and K/M/G
+// are taken as powers of 1024 too, which is what people mean here).
+func ParseSize(s string) (int, error) {
+	t := strings.TrimSpace(s)
+	mult := 1
+	upper := strings.ToUpper(t)
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(upper, u.suffix) {
+			mult = u.mult
+			t = strings.TrimSpace(t[:len(t)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n < 0 || n > math.MaxInt32/mult {
+		return 0, fmt.Errorf("%q is not a size like 1048576 or 64MiB", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,367 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// shadow records what a mirror destination receives.
+type shadow struct {
+	mu      sync.Mutex
+	n       atomic.Int64
+	bytes   atomic.Int64
+	sums    map[[32]byte]int
+	headers []string // "Name: value" of selected headers, last request
+	uri     string
+	host    string
+}
+
+func newShadow() *shadow { return &shadow{sums: map[[32]byte]int{}} }
+
+func (s *shadow) handler(delay time.Duration) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if delay > 0 {
+			time.Sleep(delay)
+		}
+		sum := sha256.Sum256(ctx.PostBody())
+		s.mu.Lock()
+		s.sums[sum]++
+		s.uri = string(ctx.RequestURI())
+		s.host = string(ctx.Host())
+		s.headers = s.headers[:0]
+		for _, k := range []string{"X-Mirror", "X-Env", "X-Forwarded-For", "X-Forwarded-Host", "X-Hop", "Connection"} {
+			if v := ctx.Request.Header.Peek(k); v != nil {
+				s.headers = append(s.headers, k+": "+string(v))
+			}
+		}
+		s.mu.Unlock()
+		s.bytes.Add(int64(len(ctx.PostBody())))
+		s.n.Add(1)
+		ctx.SetStatusCode(500) // a failing shadow must not change the client's status
+		ctx.SetBodyString("shadow body that nobody must see")
+	}
+}
+
+func mirrorConfig(mainAddr, routeMeta string, shadows ...string) string {
+	var clusters []string
+	for i, s := range shadows {
+		clusters = append(clusters, `"shadow`+string(rune('0'+i))+`": {"Destinations": [{"Address": "http://`+s+`"}]}`)
+	}
+	return `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "main", "Match": {"Hosts": ["*"], "Paths": ["*"]}, "Metadata": {` + routeMeta + `}}},
+	  "Clusters": {"main": {"Destinations": [{"Address": "http://` + mainAddr + `"}]}` + "," + strings.Join(clusters, ",") + `}}}`
+}
+
+// waitMirror waits until every due copy is accounted for.
+func waitMirror(t *testing.T, e *Engine, timeout time.Duration) MirrorStats {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := e.MirrorStats()
+		if st.Sent+st.Failed+st.Dropped >= st.Due && st.Inflight == 0 && st.Queued == 0 {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror copies not settled after %v: %+v", timeout, st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func mainOrigin(ctx *fasthttp.RequestCtx) {
+	sum := sha256.Sum256(ctx.PostBody())
+	ctx.Response.Header.Set("X-Sum", string(appendHex(nil, sum[:8])))
+	ctx.Response.Header.SetContentType("text/plain")
+	ctx.SetBodyString("main:" + string(ctx.Path()))
+}
+
+func TestMirrorBodiesArriveIntact(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
+	c, _ := serveEngine(t, e)
+	plain, _ := serveEngine(t, mustEngine(t, oneRoute("", main), Options{}))
+
+	for _, size := range []int{0, 1, 1 << 20, 16 << 20} {
+		body := bytes.Repeat([]byte{0}, size)
+		for i := range body {
+			body[i] = byte(i ^ i>>8 ^ size)
+		}
+		method := "POST"
+		if size == 0 {
+			method = "GET"
+		}
+		got := do(t, c, method, "/up?x=1", body, "X-Hop", "1", "Connection", "X-Hop")
+		want := do(t, plain, method, "/up?x=1", body)
+		if got.StatusCode() != want.StatusCode() || !bytes.Equal(got.Body(), want.Body()) ||
+			string(got.Header.Peek("X-Sum")) != string(want.Header.Peek("X-Sum")) || got.StatusCode() != 200 {
+			t.Fatalf("size %d: mirrored response %d %q differs from unmirrored %d %q", size,
+				got.StatusCode(), got.Body(), want.StatusCode(), want.Body())
+		}
+		waitMirror(t, e, 10*time.Second)
+		sum := sha256.Sum256(body)
+		sh.mu.Lock()
+		n := sh.sums[sum]
+		uri, hdrs := sh.uri, strings.Join(sh.headers, "|")
+		sh.mu.Unlock()
+		if n != 1 {
+			t.Fatalf("size %d: the shadow got %d intact copies, want 1", size, n)
+		}
+		if uri != "/up?x=1" {
+			t.Errorf("shadow URI %q", uri)
+		}
+		if strings.Contains(hdrs, "X-Hop") || !strings.Contains(hdrs, "X-Forwarded-For: 127.0.0.1") {
+			t.Errorf("shadow headers %q: want hop-by-hop removed and X-Forwarded-For set", hdrs)
+		}
+	}
+	st := e.MirrorStats()
+	if st.Due != 4 || st.Sent != 4 || st.Failed != 0 || st.Dropped != 0 || st.BodyBytes != 1+1<<20+16<<20 {
+		t.Fatalf("stats %+v", st)
+	}
+	if st.Memory != 0 {
+		t.Fatalf("budget not released: %d bytes still charged", st.Memory)
+	}
+}
+
+func TestMirrorHeadersHostAndBase(t *testing.T) {
+	sh := newShadow()
+	shadowAddr := startOrigin(t, sh.handler(0))
+	main := startOrigin(t, mainOrigin)
+	cfg := `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "main", "Match": {"Hosts": ["*"], "Paths": ["*"]},
+	      "Metadata": {"MirrorCluster": "shadow", "MirrorHeaders": "X-Mirror: 1; X-Env: shadow"}}},
+	  "Clusters": {
+	    "main": {"Destinations": [{"Address": "http://` + main + `/mainbase", "Host": "main.internal"}]},
+	    "shadow": {"Destinations": [{"Address": "http://` + shadowAddr + `/v2/", "Host": "shadow.internal"}]}}}}`
+	e := mustEngine(t, cfg, Options{})
+	c, _ := serveEngine(t, e)
+	resp := do(t, c, "GET", "/items?id=3", nil, "Host", "public.example")
+	if resp.StatusCode() != 200 || string(resp.Body()) != "main:/mainbase/items" {
+		t.Fatalf("main response %d %q", resp.StatusCode(), resp.Body())
+	}
+	waitMirror(t, e, 5*time.Second)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.uri != "/v2/items?id=3" || sh.host != "shadow.internal" {
+		t.Errorf("shadow saw %s %s, want /v2/items?id=3 on shadow.internal (its own base and Host)", sh.host, sh.uri)
+	}
+	h := strings.Join(sh.headers, "|")
+	for _, w := range []string{"X-Mirror: 1", "X-Env: shadow", "X-Forwarded-Host: public.example"} {
+		if !strings.Contains(h, w) {
+			t.Errorf("shadow headers %q lack %q", h, w)
+		}
+	}
+}
+
+func TestMirrorSamplingIsEven(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0", "MirrorPercent": 10`, startOrigin(t, sh.handler(0))), Options{})
+	c, _ := serveEngine(t, e)
+	for i := 0; i < 500; i++ {
+		do(t, c, "POST", "/", []byte("x"))
+	}
+	st := waitMirror(t, e, 5*time.Second)
+	if st.Due != 50 || sh.n.Load() != 50 {
+		t.Fatalf("10%% of 500: due %d, shadow got %d; want 50", st.Due, sh.n.Load())
+	}
+	rm := &routeMirror{perMyriad: 2500}
+	picks := 0
+	for i := 0; i < 8; i++ {
+		if rm.sample() {
+			picks++
+		}
+	}
+	if picks != 2 {
+		t.Fatalf("25%% of 8 picked %d, want exactly 2 (evenly spread)", picks)
+	}
+}
+
+func TestMirrorMaxBodySizeSkips(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0", "MirrorMaxBodySize": "1KiB"`, startOrigin(t, sh.handler(0))), Options{})
+	c, _ := serveEngine(t, e)
+	do(t, c, "POST", "/", make([]byte, 1024))
+	do(t, c, "POST", "/", make([]byte, 1025))
+	st := waitMirror(t, e, 5*time.Second)
+	if st.Skipped != 1 || st.Sent != 1 || sh.n.Load() != 1 {
+		t.Fatalf("stats %+v, shadow %d: want the 1025-byte body skipped", st, sh.n.Load())
+	}
+}
+
+func TestMirrorToSeveralClusters(t *testing.T) {
+	a, b := newShadow(), newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0, shadow1"`,
+		startOrigin(t, a.handler(0)), startOrigin(t, b.handler(20*time.Millisecond))), Options{})
+	c, _ := serveEngine(t, e)
+	body := bytes.Repeat([]byte("several"), 10000)
+	for i := 0; i < 20; i++ {
+		do(t, c, "POST", "/", body)
+	}
+	st := waitMirror(t, e, 5*time.Second)
+	sum := sha256.Sum256(body)
+	if a.sums[sum] != 20 || b.sums[sum] != 20 || st.Sent != 40 || st.Memory != 0 {
+		t.Fatalf("a got %d, b got %d intact copies of 20; stats %+v", a.sums[sum], b.sums[sum], st)
+	}
+}
+
+// A shadow that is down, resets connections or hangs costs the main path
+// nothing: every main request succeeds and the counters say what happened.
+func TestMirrorShadowFailuresNeverReachTheClient(t *testing.T) {
+	reset := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(c net.Conn) {
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0)
+			}
+			c.Close()
+		})
+	})
+	hang := startOrigin(t, func(ctx *fasthttp.RequestCtx) { time.Sleep(3 * time.Second) })
+	tests := []struct {
+		name       string
+		shadow     string
+		meta       string
+		wantFailed bool
+	}{
+		{"down", deadAddr(t), "", true},
+		{"resetting", reset, "", true},
+		{"hanging", hang, `, "MirrorTimeout": "00:00:00.2"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			main := startOrigin(t, mainOrigin)
+			e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`+tt.meta, tt.shadow), Options{})
+			c, _ := serveEngine(t, e)
+			for i := 0; i < 30; i++ {
+				resp := do(t, c, "POST", "/x", []byte("payload"))
+				if resp.StatusCode() != 200 || string(resp.Body()) != "main:/x" {
+					t.Fatalf("main request %d: %d %q", i, resp.StatusCode(), resp.Body())
+				}
+			}
+			st := waitMirror(t, e, 10*time.Second)
+			if st.Due != 30 || st.Failed+st.Dropped != 30 || st.Sent != 0 || st.Failed == 0 {
+				t.Fatalf("stats %+v: want 30 due, all failed or dropped", st)
+			}
+		})
+	}
+}
+
+func TestMirrorSlowShadowDoesNotDelayMain(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(500*time.Millisecond))), Options{})
+	c, _ := serveEngine(t, e)
+	start := time.Now()
+	for i := 0; i < 10; i++ {
+		do(t, c, "POST", "/", make([]byte, 64<<10))
+	}
+	// Ten sequential requests behind a 500 ms shadow: 5 s if the main path
+	// waited for the copies; far less when it does not.
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("10 main requests took %v with a 500 ms shadow", el)
+	}
+	st := waitMirror(t, e, 10*time.Second)
+	if st.Sent != 10 || sh.n.Load() != 10 {
+		t.Fatalf("stats %+v, shadow got %d", st, sh.n.Load())
+	}
+	if st.LatencyMax < 500*time.Millisecond {
+		t.Fatalf("max mirror latency %v, want ≥ 500ms (the shadow's delay)", st.LatencyMax)
+	}
+}
+
+func TestMirrorMemoryBudgetDrops(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(300*time.Millisecond))),
+		Options{MirrorMemory: 3 << 20})
+	c, _ := serveEngine(t, e)
+	body := make([]byte, 1<<20)
+	for i := 0; i < 6; i++ {
+		if resp := do(t, c, "POST", "/", body); resp.StatusCode() != 200 {
+			t.Fatalf("main %d", resp.StatusCode())
+		}
+	}
+	st := waitMirror(t, e, 10*time.Second)
+	if st.Dropped != 3 || st.Sent != 3 {
+		t.Fatalf("3 MiB budget, six 1 MiB copies behind a 300 ms shadow: %+v; want 3 sent, 3 dropped", st)
+	}
+}
+
+func TestMirrorInflightFollowsLatency(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(200*time.Millisecond))), Options{})
+	c, _ := serveEngine(t, e)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				do(t, c, "POST", "/", []byte("x"))
+			}
+		}()
+	}
+	wg.Wait()
+	if st := e.MirrorStats(); st.Inflight < 20 {
+		t.Logf("in flight right after the burst: %d", st.Inflight)
+	}
+	st := waitMirror(t, e, 10*time.Second)
+	if st.Sent != 200 || st.Dropped != 0 {
+		t.Fatalf("200 copies to a 200 ms shadow: %+v; want all sent, none dropped", st)
+	}
+}
+
+func TestMirrorCloseFlushes(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(100*time.Millisecond))), Options{})
+	c, _ := serveEngine(t, e)
+	for i := 0; i < 5; i++ {
+		do(t, c, "POST", "/", []byte("x"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	flushed, dropped := e.mirror.close(ctx)
+	if dropped != 0 || sh.n.Load() != 5 || e.MirrorStats().Sent != 5 {
+		t.Fatalf("close: flushed %d dropped %d, shadow got %d", flushed, dropped, sh.n.Load())
+	}
+	// After close, new copies are dropped, the main path still works.
+	if resp := do(t, c, "POST", "/", []byte("x")); resp.StatusCode() != 200 {
+		t.Fatal("main path broken after mirror close")
+	}
+	if st := e.MirrorStats(); st.Dropped != 1 {
+		t.Fatalf("copy after close: %+v", st)
+	}
+}
+
+func TestMirrorConfigErrors(t *testing.T) {
+	tests := []struct{ meta, want string }{
+		{`"MirrorCluster": "nope"`, `Metadata.MirrorCluster: cluster "nope" is not defined`},
+		{`"MirrorCluster": "main", "MirrorPercent": 101`, "Metadata.MirrorPercent"},
+		{`"MirrorCluster": "main", "MirrorPercent": "ten"`, "Metadata.MirrorPercent"},
+		{`"MirrorCluster": "main", "MirrorMaxBodySize": "big"`, "Metadata.MirrorMaxBodySize"},
+		{`"MirrorCluster": "main", "MirrorTimeout": "soon"`, "Metadata.MirrorTimeout"},
+		{`"MirrorCluster": "main", "MirrorHeaders": "no colon here"`, "Metadata.MirrorHeaders"},
+	}
+	for _, tt := range tests {
+		_, err := ParseConfig([]byte(`{"ReverseProxy": {
+		  "Routes": {"r": {"ClusterId": "main", "Metadata": {` + tt.meta + `}}},
+		  "Clusters": {"main": {"Destinations": [{"Address": "127.0.0.1:1"}]}}}}`))
+		if err == nil || !strings.Contains(err.Error(), "ReverseProxy.Routes.r."+tt.want) {
+			t.Errorf("%s: error %v, want it to name %q", tt.meta, err, tt.want)
+		}
+	}
+}
