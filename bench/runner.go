@@ -135,18 +135,21 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 			cells = append(cells, c)
 		}
 		origin.stop(2 * time.Second)
-		if shadow != nil {
+		if shadow.live() {
 			shadow.stop(2 * time.Second)
 		}
 	}
 	return cells, notes, nil
 }
 
-// originProc is an origin child and the address it bound.
+// originProc is an origin child and the address it bound. A dead shadow
+// has an address and no process.
 type originProc struct {
 	*proc
 	addr string
 }
+
+func (o *originProc) live() bool { return o != nil && o.proc != nil }
 
 func startOrigins(ctx context.Context, self string, sc Scenario) (*originProc, *originProc, error) {
 	origin, err := startOrigin(self, "origin", sc.RespSize, 0, sc.CacheControl)
@@ -155,6 +158,14 @@ func startOrigins(ctx context.Context, self string, sc Scenario) (*originProc, *
 	}
 	if !sc.Mirror {
 		return origin, nil, nil
+	}
+	if sc.ShadowDead {
+		addr, err := freePort() // nothing listens there
+		if err != nil {
+			origin.stop(time.Second)
+			return nil, nil, err
+		}
+		return origin, &originProc{addr: addr}, nil
 	}
 	shadow, err := startOrigin(self, "shadow", sc.RespSize, sc.ShadowDelay, "")
 	if err != nil {
@@ -232,7 +243,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 		if _, err := RunLoad(ctx, warm); err != nil {
 			return err
 		}
-		if shadow != nil {
+		if shadow.live() {
 			// Let warm-up copies land before zeroing, or they would be
 			// counted as deliveries of the measured run.
 			if _, err := settleStats(ctx, shadow.addr, 300*time.Millisecond, 2*time.Second); err != nil {
@@ -241,7 +252,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 		}
 	}
 	for _, o := range []*originProc{origin, shadow} {
-		if o != nil {
+		if o.live() {
 			if err := resetStats(o.addr); err != nil {
 				return err
 			}
@@ -268,7 +279,10 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if miss := res.BodySent - ost.BodyBytes; miss > 0 {
 		c.OriginMissing = miss
 	}
-	if shadow != nil {
+	if shadow != nil && !shadow.live() {
+		c.Delivery = 0 // a dead shadow receives nothing
+	}
+	if shadow.live() {
 		sst, err := settleStats(ctx, shadow.addr, 300*time.Millisecond, 2*time.Second)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ type Scenario struct {
 	CacheControl string        // origin Cache-Control
 	Mirror       bool          // route mirrors to a shadow origin
 	ShadowDelay  time.Duration // shadow answers after this long
+	ShadowDead   bool          // the shadow address refuses connections
 	Cache        bool          // route caches responses
 	Open         bool          // open loop at the run's --rate instead of closed loop
 }
@@ -35,14 +36,19 @@ var scenarioTable = []Scenario{
 	{Name: "post-1mib", Method: "POST", BodySize: mib, RespSize: 128},
 	{Name: "post-1mib-mirror", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true},
 	{Name: "post-1mib-mirror-slow", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDelay: 100 * time.Millisecond},
+	// The shadow hangs (answers after 10 minutes) or is down: the main path
+	// must not notice, and the proxy's memory must stay bounded.
+	{Name: "post-1mib-mirror-hang", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDelay: 10 * time.Minute},
+	{Name: "post-1mib-mirror-dead", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDead: true},
 	{Name: "cache-hit", Method: "GET", RespSize: 4096, CacheControl: "public, max-age=60", Cache: true},
 }
 
-// defaultScenarios is every scenario closed-loop plus the open-loop
-// variants of the mirror scenarios, where queueing behind a slow shadow
-// shows up as latency only if the sender keeps its schedule.
+// defaultScenarios is the main scenarios closed-loop plus the open-loop
+// variants of the mirror scenarios (and their no-mirror baseline), where
+// queueing behind a slow shadow shows up as latency only if the sender keeps
+// its schedule. The hang/dead shadow scenarios are run by name.
 const defaultScenarios = "get-small,post-1mib,post-1mib-mirror,post-1mib-mirror-slow,cache-hit," +
-	"post-1mib-mirror:open,post-1mib-mirror-slow:open"
+	"post-1mib:open,post-1mib-mirror:open,post-1mib-mirror-slow:open"
 
 // parseScenarios parses a comma-separated list of names, each optionally
 // suffixed ":open" or ":closed". mode ("", "closed" or "open") overrides
