@@ -35,7 +35,7 @@ test-alloc:
 
 ## bench: in-process hot-path benchmarks, then a short side-by-side run
 bench: bench-go
-	$(GO) run ./bench run --duration 2s --warmup 500ms
+	$(GO) run ./bench run --duration 2s --warmup 500ms --out bench/out/bench.md
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/...
