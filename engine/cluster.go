@@ -30,9 +30,11 @@ func (d *Destination) Inflight() int64 { return d.up.inflight.Load() }
 
 // Cluster is a set of destinations and the policy that picks among them.
 type Cluster struct {
-	ID     string
-	dests  []*Destination
-	picker Picker
+	ID          string
+	cfg         *ClusterConfig
+	dests       []*Destination
+	mirrorDests []*Destination // same addresses on mirror-only pools; nil unless a route mirrors here
+	picker      Picker
 }
 
 // Pick returns a destination for ctx, or nil when the cluster has none

@@ -126,20 +126,12 @@ func (e *Engine) build(cfg *Config) (*Snapshot, error) {
 	defer e.mu.Unlock()
 	s := &Snapshot{Config: cfg, Clusters: map[string]*Cluster{}, Built: time.Now()}
 	for key, cc := range cfg.Clusters {
-		c := &Cluster{ID: cc.ID, picker: newPicker(cc, e.opts.Rand)}
-		for _, dc := range cc.Destinations {
-			da, err := parseDestination(dc.Address)
-			if err != nil {
-				return nil, fmt.Errorf("ReverseProxy.Clusters.%s: %w", cc.ID, err)
-			}
-			c.dests = append(c.dests, &Destination{
-				Address: dc.Address,
-				host:    dc.Host,
-				base:    []byte(da.base),
-				tls:     da.tls,
-				up:      e.upstreamFor(da, cc),
-			})
+		c := &Cluster{ID: cc.ID, cfg: cc, picker: newPicker(cc, e.opts.Rand)}
+		dests, err := e.destinations(cc, false)
+		if err != nil {
+			return nil, err
 		}
+		c.dests = dests
 		s.Clusters[key] = c
 	}
 	for _, rc := range cfg.Routes {
@@ -156,6 +148,15 @@ func (e *Engine) build(cfg *Config) (*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
+		if r.mirror != nil {
+			for _, c := range r.mirror.clusters {
+				if c.mirrorDests == nil {
+					if c.mirrorDests, err = e.destinations(c.cfg, true); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
 		r.handler = e.chain(r)
 		s.Routes = append(s.Routes, r)
 	}
@@ -163,13 +164,41 @@ func (e *Engine) build(cfg *Config) (*Snapshot, error) {
 	return s, nil
 }
 
+// destinations builds a cluster's destinations on the shared pools; mirror
+// destinations get pools of their own (see upstreamFor).
+func (e *Engine) destinations(cc *ClusterConfig, mirror bool) ([]*Destination, error) {
+	var out []*Destination
+	for _, dc := range cc.Destinations {
+		da, err := parseDestination(dc.Address)
+		if err != nil {
+			return nil, fmt.Errorf("ReverseProxy.Clusters.%s: %w", cc.ID, err)
+		}
+		out = append(out, &Destination{
+			Address: dc.Address,
+			host:    dc.Host,
+			base:    []byte(da.base),
+			tls:     da.tls,
+			up:      e.upstreamFor(da, cc, mirror),
+		})
+	}
+	return out, nil
+}
+
 // upstreamFor returns the shared pool for an address, creating it once.
-func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig) *upstream {
-	key := fmt.Sprintf("%t|%s|%t|%d", d.tls, d.addr, cc.InsecureSkipVerify, cc.MaxConnectionsPerServer)
+// Mirror copies never use the main traffic's pools: a slow shadow that
+// shares an address with a main cluster must not take the connections the
+// real requests need. A mirror pool allows as many connections as the
+// mirror's in-flight limit and streams (discards) the shadow's answers.
+func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig, mirror bool) *upstream {
+	key := fmt.Sprintf("%t|%t|%s|%t|%d", mirror, d.tls, d.addr, cc.InsecureSkipVerify, cc.MaxConnectionsPerServer)
 	if u := e.upstreams[key]; u != nil {
 		return u
 	}
 	u := &upstream{key: key, hc: newHostClient(d, cc)}
+	if mirror {
+		u.hc.MaxConns = e.opts.MirrorInflight
+		u.hc.StreamResponseBody = true
+	}
 	if e.opts.Dial != nil {
 		u.hc.Dial = e.opts.Dial
 	}
@@ -201,6 +230,10 @@ func (e *Engine) Close(ctx context.Context) {
 // Handle serves one request: match a route on the current snapshot and run
 // its chain.
 func (e *Engine) Handle(ctx *fasthttp.RequestCtx) {
+	if ambiguousPath(ctx.Request.URI().PathOriginal()) {
+		e.fail(ctx, ErrAmbiguousPath, nil, nil)
+		return
+	}
 	s := e.current.Load()
 	r := s.Router.Match(ctx)
 	if r == nil {

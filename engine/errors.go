@@ -14,6 +14,7 @@ import (
 var (
 	ErrNoRoute       = errors.New("engine: no route matches the request")
 	ErrNoDestination = errors.New("engine: no available destination")
+	ErrAmbiguousPath = errors.New("engine: path has dot-segments")
 )
 
 // statusFor maps a request's failure to the status the client gets:
@@ -24,6 +25,8 @@ func statusFor(err error) int {
 	switch {
 	case errors.Is(err, ErrNoRoute):
 		return fasthttp.StatusNotFound
+	case errors.Is(err, ErrAmbiguousPath):
+		return fasthttp.StatusBadRequest
 	case errors.Is(err, ErrNoDestination):
 		return fasthttp.StatusServiceUnavailable
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
@@ -53,7 +56,7 @@ func (e *Engine) fail(ctx *fasthttp.RequestCtx, err error, route *Route, dest *D
 	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
 	ctx.Response.SetBodyRaw(errorBodies[status])
 	level := slog.LevelWarn
-	if status == fasthttp.StatusNotFound {
+	if status == fasthttp.StatusNotFound || status == fasthttp.StatusBadRequest {
 		level = slog.LevelDebug
 	}
 	if !e.log.Enabled(context.Background(), level) {

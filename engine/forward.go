@@ -19,6 +19,10 @@ var hopHeaders = []string{
 	"Proxy-Authentication-Info", "Proxy-Features", "Proxy-Instruction",
 }
 
+// requestOnlyHeaders are dropped from forwarded requests too: vkp has read
+// the whole body already, so the upstream must not wait to send a 100.
+var requestOnlyHeaders = []string{"Expect"}
+
 var (
 	strHTTP  = []byte("http")
 	strHTTPS = []byte("https")
@@ -50,7 +54,46 @@ func (e *Engine) forward(ctx *fasthttp.RequestCtx, r *Route) {
 		e.fail(ctx, err, r, d)
 		return
 	}
+	// The client's Reset of the response cleared the server's setting; an
+	// origin that sent no Content-Type must not get one invented.
+	ctx.Response.Header.SetNoDefaultContentType(true)
 	stripHopResponse(&ctx.Response.Header)
+}
+
+// ambiguousPath reports whether a raw request path has "." or ".."
+// segments, literal or percent-encoded. Routes match the normalised path
+// while the raw one is forwarded, so such a path could match one route and
+// mean another upstream ("/public/%2e%2e/admin"); it is refused with 400.
+func ambiguousPath(p []byte) bool {
+	if bytes.IndexByte(p, '.') < 0 && bytes.IndexByte(p, '%') < 0 {
+		return false
+	}
+	for len(p) > 0 {
+		var seg []byte
+		if i := bytes.IndexByte(p, '/'); i >= 0 {
+			seg, p = p[:i], p[i+1:]
+		} else {
+			seg, p = p, nil
+		}
+		dots := 0
+		for len(seg) > 0 {
+			switch {
+			case seg[0] == '.':
+				seg = seg[1:]
+			case len(seg) >= 3 && seg[0] == '%' && seg[1] == '2' && (seg[2] == 'e' || seg[2] == 'E'):
+				seg = seg[3:]
+			default:
+				dots = 3 // anything else: not a dot-segment
+				seg = nil
+				continue
+			}
+			dots++
+		}
+		if dots == 1 || dots == 2 {
+			return true
+		}
+	}
+	return false
 }
 
 // prepareUpstreamRequest rewrites ctx.Request for destination d.
@@ -122,7 +165,13 @@ func stripHopRequest(h *fasthttp.RequestHeader) {
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
+	for _, k := range requestOnlyHeaders {
+		h.Del(k)
+	}
 	h.ResetConnectionClose()
+	// A body without Content-Type is forwarded without one (fasthttp would
+	// add application/octet-stream).
+	h.SetNoDefaultContentType(true)
 	if hasProxyHeader(h.All()) {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}

@@ -229,3 +229,67 @@ func TestStatusForErrors(t *testing.T) {
 		t.Error("sentinel errors are prefixed with the package")
 	}
 }
+
+// Regression: fasthttp invented Content-Types the origin and client never sent.
+func TestForwardInventsNoContentType(t *testing.T) {
+	var gotCT atomic.Value
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		gotCT.Store(string(ctx.Request.Header.ContentType()))
+		ctx.Response.Header.SetNoDefaultContentType(true)
+		ctx.SetBodyString("hello")
+	})
+	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod("POST")
+	req.Header.SetNoDefaultContentType(true)
+	req.SetRequestURI("http://" + c.Addr + "/")
+	req.SetBodyString("data")
+	resp := &fasthttp.Response{}
+	if err := c.Do(req, resp); err != nil {
+		t.Fatal(err)
+	}
+	if ct := gotCT.Load().(string); ct != "" {
+		t.Errorf("origin got Content-Type %q, the client sent none", ct)
+	}
+	// fasthttp's client reports a default Content-Type for responses that
+	// have none, so the response is read off a raw socket.
+	conn, err := net.Dial("tcp4", c.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	buf := make([]byte, 1024)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := conn.Read(buf)
+	if raw := strings.ToLower(string(buf[:n])); !strings.HasSuffix(raw, "hello") || strings.Contains(raw, "content-type") {
+		t.Errorf("client got %q; the origin sent no Content-Type", buf[:n])
+	}
+}
+
+func TestAmbiguousPathsRefused(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/a/b": false, "/a.b/c..d": false, "/.well-known/x": false, "/a/...": false, "/%2e%2e%2e": false, "/a%20b": false,
+		"/a/../b": true, "/a/./b": true, "/a/..": true, "/a/%2e%2e/b": true, "/a/%2E./b": true, "/a/.%2e": true, "/%2e/": true,
+	} {
+		if got := ambiguousPath([]byte(p)); got != want {
+			t.Errorf("ambiguousPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+	// Through the engine: a raw socket, since clients normalise such paths.
+	origin := startOrigin(t, echoOrigin)
+	_, addr := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	conn, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("GET /public/%2e%2e/admin HTTP/1.1\r\nHost: x\r\n\r\n"))
+	buf := make([]byte, 256)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, _ := conn.Read(buf)
+	if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 400 ") {
+		t.Fatalf("got %q, want 400", buf[:n])
+	}
+}

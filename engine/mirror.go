@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strconv"
@@ -106,10 +107,11 @@ type mirrorer struct {
 	memBudget   int64
 
 	senders  atomic.Int64 // running sender goroutines
-	idle     atomic.Int64 // senders waiting for work
+	pending  atomic.Int64 // copies queued or being sent
 	inflight atomic.Int64
 	memory   atomic.Int64
 	closed   atomic.Bool
+	stop     chan struct{} // closed by close(): idle senders exit
 	wg       sync.WaitGroup
 
 	due, sent, failed, dropped, skipped, bodyBytes atomic.Uint64
@@ -125,6 +127,7 @@ func newMirrorer(o Options, log *slog.Logger) *mirrorer {
 		queue:       make(chan *mirrorJob, o.MirrorQueue),
 		maxInflight: int64(o.MirrorInflight),
 		memBudget:   o.MirrorMemory,
+		stop:        make(chan struct{}),
 	}
 }
 
@@ -172,6 +175,12 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		next(ctx)
 		job.body = pool.Bodies.Get()
 		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
+		// The budget counts what is held: the buffer's capacity, which
+		// fasthttp's pooling can make larger than the body.
+		if extra := int64(cap(job.body.B)) - job.charged; extra > 0 {
+			m.memory.Add(extra)
+			job.charged += extra
+		}
 		for _, c := range rm.clusters {
 			j := job
 			if len(rm.clusters) > 1 {
@@ -220,43 +229,43 @@ func (j *mirrorJob) fork(c *Cluster) *mirrorJob {
 }
 
 func (m *mirrorer) submit(j *mirrorJob) {
+	m.pending.Add(1)
 	select {
 	case m.queue <- j:
 	default:
+		m.pending.Add(-1)
 		m.dropped.Add(1)
 		j.done()
 		return
 	}
-	// Start a sender when none is idle and the in-flight limit allows it.
-	if m.idle.Load() == 0 {
-		for {
-			s := m.senders.Load()
-			if s >= m.maxInflight {
-				break
-			}
-			if m.senders.CompareAndSwap(s, s+1) {
-				m.wg.Add(1)
-				go m.sender()
-				break
-			}
+	// Keep a sender for every pending copy, up to the in-flight limit: with
+	// senders >= pending, some sender is idle and takes this copy at once.
+	for {
+		s := m.senders.Load()
+		if s >= m.maxInflight || s >= m.pending.Load() {
+			return
+		}
+		if m.senders.CompareAndSwap(s, s+1) {
+			m.wg.Add(1)
+			go m.sender()
+			return
 		}
 	}
 }
 
-// sender sends queued copies until it has been idle for mirrorIdle.
+// sender sends queued copies until it has been idle for mirrorIdle or the
+// mirror is closed.
 func (m *mirrorer) sender() {
 	defer m.wg.Done()
-	defer m.senders.Add(-1)
 	t := time.NewTimer(mirrorIdle)
 	defer t.Stop()
 	req := &fasthttp.Request{}
 	resp := &fasthttp.Response{}
 	for {
-		m.idle.Add(1)
 		select {
 		case j := <-m.queue:
-			m.idle.Add(-1)
 			m.send(j, req, resp)
+			m.pending.Add(-1)
 			if !t.Stop() {
 				select {
 				case <-t.C:
@@ -265,19 +274,38 @@ func (m *mirrorer) sender() {
 			}
 			t.Reset(mirrorIdle)
 		case <-t.C:
-			m.idle.Add(-1)
-			// Exit only if nothing is queued; otherwise keep serving.
-			if len(m.queue) == 0 {
+			if m.retire() {
 				return
 			}
 			t.Reset(mirrorIdle)
+		case <-m.stop:
+			m.senders.Add(-1)
+			return
 		}
 	}
+}
+
+// retire decides whether an idle sender may exit: it leaves, then comes
+// back if a copy was queued meanwhile and nobody else can take it.
+func (m *mirrorer) retire() bool {
+	m.senders.Add(-1)
+	for len(m.queue) > 0 {
+		s := m.senders.Load()
+		if s >= m.pending.Load() || s >= m.maxInflight {
+			return true
+		}
+		if m.senders.CompareAndSwap(s, s+1) {
+			return false
+		}
+	}
+	return true
 }
 
 // send delivers one copy and reads and discards the answer.
 func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Response) {
 	defer j.done()
+	defer req.Reset()
+	defer resp.Reset()
 	defer func() {
 		if p := recover(); p != nil {
 			m.failed.Add(1)
@@ -296,10 +324,17 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	req.SetBodyRaw(j.body.B)
 	prepareMirrorRequest(req, j, d)
 	start := time.Now()
+	d.up.inflight.Add(1)
 	err := d.up.hc.DoDeadline(req, resp, start.Add(j.rm.timeout))
+	if err == nil {
+		// Mirror pools stream answers: read and discard, never buffer.
+		_, err = io.Copy(io.Discard, resp.BodyStream())
+		if cerr := resp.CloseBodyStream(); err == nil {
+			err = cerr
+		}
+	}
+	d.up.inflight.Add(-1)
 	lat := time.Since(start)
-	req.Reset()
-	resp.Reset()
 	m.latN.Add(1)
 	m.latSum.Add(uint64(lat))
 	for {
@@ -361,19 +396,19 @@ func (j *mirrorJob) reset() {
 	j.charged = 0
 }
 
-// pickForMirror picks with the mirror cluster's own policy. Mirror sends
-// are not counted in the destinations' in-flight numbers, so they never skew
-// the main traffic's LeastRequests/P2C choices.
+// pickForMirror picks among the cluster's mirror destinations with the
+// cluster's own policy. Mirror pools are separate from the main ones, so
+// mirror sends never skew the main traffic's LeastRequests/P2C choices.
 func (c *Cluster) pickForMirror(j *mirrorJob) *Destination {
-	switch len(c.dests) {
+	switch len(c.mirrorDests) {
 	case 0:
 		return nil
 	case 1:
-		return c.dests[0]
+		return c.mirrorDests[0]
 	}
 	ctx := mirrorCtxPool.Get().(*fasthttp.RequestCtx)
 	j.header.CopyTo(&ctx.Request.Header)
-	d := c.picker.Pick(ctx, c.dests)
+	d := c.picker.Pick(ctx, c.mirrorDests)
 	ctx.Request.Reset()
 	mirrorCtxPool.Put(ctx)
 	return d
@@ -386,7 +421,7 @@ var mirrorCtxPool = sync.Pool{New: func() any { return &fasthttp.RequestCtx{} }}
 func prepareMirrorRequest(req *fasthttp.Request, j *mirrorJob, d *Destination) {
 	h := &req.Header
 	clientHost := append([]byte(nil), h.Host()...)
-	stripHopRequest(h)
+	stripHopRequest(h) // also keeps fasthttp from inventing a Content-Type
 	sb := pool.Scratch.Get()
 	sb.B = append(sb.B[:0], h.Peek("X-Forwarded-For")...)
 	if len(sb.B) > 0 {
@@ -423,20 +458,21 @@ func prepareMirrorRequest(req *fasthttp.Request, j *mirrorJob, d *Destination) {
 }
 
 // close stops taking copies and waits for queued and in-flight ones until ctx
-// ends; what is left then is dropped. It reports what it did.
+// ends; what is still queued then is dropped. Senders are stopped and waited
+// for (those stuck in a send end by their MirrorTimeout). It reports how many
+// copies finished during close and how many it dropped.
 func (m *mirrorer) close(ctx context.Context) (flushed, dropped uint64) {
-	m.closed.Store(true)
+	if m.closed.Swap(true) {
+		return 0, 0
+	}
 	before := m.sent.Load() + m.failed.Load()
-	for len(m.queue) > 0 || m.inflight.Load() > 0 {
-		if ctx.Err() != nil {
-			break
-		}
+	for m.pending.Load() > 0 && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	flushed = m.sent.Load() + m.failed.Load() - before
 	for {
 		select {
 		case j := <-m.queue:
+			m.pending.Add(-1)
 			m.dropped.Add(1)
 			dropped++
 			j.done()
@@ -445,7 +481,14 @@ func (m *mirrorer) close(ctx context.Context) (flushed, dropped uint64) {
 		}
 		break
 	}
-	return flushed, dropped
+	close(m.stop)
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return m.sent.Load() + m.failed.Load() - before, dropped
 }
 
 // compileMirror reads a route's Mirror* metadata. Errors name the key.

@@ -365,3 +365,75 @@ func TestMirrorConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// Regression: mirror copies once shared the main traffic's connection pool,
+// so a slow shadow on the same address as a main cluster starved real
+// requests into 502s.
+func TestMirrorNeverTakesMainConnections(t *testing.T) {
+	slow := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(100 * time.Millisecond)
+		ctx.SetBodyString("ok")
+	})
+	cfg := `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "main", "Match": {"Hosts": ["*"], "Paths": ["*"]}, "Metadata": {"MirrorCluster": "shadow"}}},
+	  "Clusters": {
+	    "main":   {"HttpClientConfig": {"MaxConnectionsPerServer": 4}, "Destinations": [{"Address": "http://` + slow + `"}]},
+	    "shadow": {"HttpClientConfig": {"MaxConnectionsPerServer": 4}, "Destinations": [{"Address": "http://` + slow + `/shadow"}]}}}}`
+	e := mustEngine(t, cfg, Options{})
+	c, _ := serveEngine(t, e)
+	var wg sync.WaitGroup
+	var bad atomic.Int32
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				if resp := do(t, c, "POST", "/", []byte("x")); resp.StatusCode() != 200 {
+					bad.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := bad.Load(); n != 0 {
+		t.Fatalf("%d of 40 main requests failed while mirroring to the same address", n)
+	}
+	st := waitMirror(t, e, 10*time.Second)
+	if st.Sent != 40 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// Regression: a shadow's huge answer is streamed and discarded, not buffered.
+func TestMirrorDiscardsLargeShadowResponses(t *testing.T) {
+	big := bytes.Repeat([]byte("s"), 8<<20)
+	shadow := startOrigin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(big) })
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, shadow), Options{})
+	c, _ := serveEngine(t, e)
+	for i := 0; i < 3; i++ {
+		do(t, c, "POST", "/", []byte("x"))
+	}
+	if st := waitMirror(t, e, 10*time.Second); st.Sent != 3 || st.Failed != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestMirrorCloseStopsSenders(t *testing.T) {
+	sh := newShadow()
+	main := startOrigin(t, mainOrigin)
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
+	c, _ := serveEngine(t, e)
+	for i := 0; i < 20; i++ {
+		do(t, c, "POST", "/", []byte("x"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.mirror.close(ctx)
+	if n := e.mirror.senders.Load(); n != 0 {
+		t.Fatalf("%d senders still running after close", n)
+	}
+	if st := e.MirrorStats(); st.Sent != 20 {
+		t.Fatalf("stats %+v", st)
+	}
+}

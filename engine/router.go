@@ -178,8 +178,11 @@ func hostHasPort(h string) bool {
 func (rt *Router) Match(ctx *fasthttp.RequestCtx) *Route {
 	var buf [256]byte
 	host := ctx.Request.Header.Host()
+	path := ctx.Path()
+	method := ctx.Method()
 	if len(host) > len(buf) {
-		host = host[:len(buf)] // longer than any sane host; it matches nothing exact
+		// Longer than any DNS name: only host "*" routes can match it.
+		return matchIn(rt.any, ctx, path, method)
 	}
 	n := copy(buf[:], host)
 	lower := buf[:n]
@@ -192,8 +195,6 @@ func (rt *Router) Match(ctx *fasthttp.RequestCtx) *Route {
 	if i := bytes.LastIndexByte(lower, ':'); i >= 0 && i > bytes.LastIndexByte(lower, ']') {
 		noPort = lower[:i]
 	}
-	path := ctx.Path()
-	method := ctx.Method()
 
 	if r := matchIn(rt.exact[string(lower)], ctx, path, method); r != nil {
 		return r
