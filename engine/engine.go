@@ -198,6 +198,11 @@ func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig, mirror bool) *upstre
 	if mirror {
 		u.hc.MaxConns = e.opts.MirrorInflight
 		u.hc.StreamResponseBody = true
+		// A hanging shadow holds up to MirrorInflight connections; their
+		// buffers are outside the body budget, so keep them small (bodies
+		// are written straight through, answers only need their header).
+		u.hc.ReadBufferSize = 4 << 10
+		u.hc.WriteBufferSize = 4 << 10
 	}
 	if e.opts.Dial != nil {
 		u.hc.Dial = e.opts.Dial
