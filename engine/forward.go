@@ -98,20 +98,28 @@ func ambiguousPath(p []byte) bool {
 
 // prepareUpstreamRequest rewrites ctx.Request for destination d.
 func prepareUpstreamRequest(ctx *fasthttp.RequestCtx, d *Destination) {
-	req := &ctx.Request
+	var ipBuf [64]byte
+	rewriteForUpstream(&ctx.Request, d, appendRemoteIP(ipBuf[:0], ctx.RemoteAddr()), ctx.IsTLS())
+}
+
+// rewriteForUpstream prepares req for destination d, on the main path and
+// for mirror copies alike: hop-by-hop headers out, X-Forwarded-For (client
+// appended), -Proto and -Host set, d's base path and Host applied.
+func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, isTLS bool) {
 	h := &req.Header
+	// Host() is the header's own host field: header deletions below do not
+	// move it, and it is read before SetHost replaces it.
 	clientHost := h.Host()
 	stripHopRequest(h)
 
 	sb := pool.Scratch.Get()
-	// X-Forwarded-For: append the client address to any list already there.
 	sb.B = append(sb.B[:0], h.Peek("X-Forwarded-For")...)
 	if len(sb.B) > 0 {
 		sb.B = append(sb.B, ", "...)
 	}
-	sb.B = appendRemoteIP(sb.B, ctx.RemoteAddr())
+	sb.B = append(sb.B, clientIP...)
 	h.SetBytesV("X-Forwarded-For", sb.B)
-	if ctx.IsTLS() {
+	if isTLS {
 		h.SetBytesV("X-Forwarded-Proto", strHTTPS)
 	} else {
 		h.SetBytesV("X-Forwarded-Proto", strHTTP)

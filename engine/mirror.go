@@ -416,45 +416,13 @@ func (c *Cluster) pickForMirror(j *mirrorJob) *Destination {
 
 var mirrorCtxPool = sync.Pool{New: func() any { return &fasthttp.RequestCtx{} }}
 
-// prepareMirrorRequest applies the same rewrite as the main path, for the
-// mirror destination, plus the route's MirrorHeaders.
+// prepareMirrorRequest applies the main path's rewrite for the mirror
+// destination, then the route's MirrorHeaders.
 func prepareMirrorRequest(req *fasthttp.Request, j *mirrorJob, d *Destination) {
-	h := &req.Header
-	clientHost := append([]byte(nil), h.Host()...)
-	stripHopRequest(h) // also keeps fasthttp from inventing a Content-Type
-	sb := pool.Scratch.Get()
-	sb.B = append(sb.B[:0], h.Peek("X-Forwarded-For")...)
-	if len(sb.B) > 0 {
-		sb.B = append(sb.B, ", "...)
-	}
-	sb.B = append(sb.B, j.remoteIP[:j.ipLen]...)
-	h.SetBytesV("X-Forwarded-For", sb.B)
-	if j.tls {
-		h.SetBytesV("X-Forwarded-Proto", strHTTPS)
-	} else {
-		h.SetBytesV("X-Forwarded-Proto", strHTTP)
-	}
-	if len(clientHost) > 0 {
-		h.SetBytesV("X-Forwarded-Host", clientHost)
-	}
-	uri := req.URI()
-	if len(d.base) > 0 {
-		sb.B = append(append(sb.B[:0], d.base...), uri.PathOriginal()...)
-		uri.SetPathBytes(sb.B)
-	}
-	pool.Scratch.Put(sb)
-	if d.tls {
-		uri.SetSchemeBytes(strHTTPS)
-	} else {
-		uri.SetSchemeBytes(strHTTP)
-	}
-	if d.host != "" {
-		h.SetHost(d.host)
-	}
+	rewriteForUpstream(req, d, j.remoteIP[:j.ipLen], j.tls)
 	for _, kv := range j.rm.headers {
-		h.Set(kv[0], kv[1])
+		req.Header.Set(kv[0], kv[1])
 	}
-	req.UseHostHeader = true
 }
 
 // close stops taking copies and waits for queued and in-flight ones until ctx
