@@ -32,11 +32,11 @@ var Version = "dev"
 
 // Run executes the command line and returns the process exit code.
 func Run(args []string) int {
-	return run(args, os.Stdout, os.Stderr, nil)
+	return run(args, os.Stdout, os.Stderr)
 }
 
-// run is Run with its outputs and a ready callback (tests).
-func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
+// run is Run with its outputs.
+func run(args []string, stdout, stderr io.Writer) int {
 	code := ExitOK
 	app := &ucli.App{
 		Name:        "vkp",
@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 		Description: "vkp reads VKProxy-format JSON (ReverseProxy.Routes / ReverseProxy.Clusters).\n" +
 			"Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.",
 		Commands: []*ucli.Command{
-			serveCommand(&code, stop),
+			serveCommand(&code),
 			validateCommand(&code),
 			{
 				Name:  "version",
@@ -61,9 +61,6 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 			},
 		},
 		ExitErrHandler: func(*ucli.Context, error) {},
-		OnUsageError: func(c *ucli.Context, err error, _ bool) error {
-			return usageError{err}
-		},
 	}
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "vkp: %v\n", err)
@@ -73,8 +70,6 @@ func run(args []string, stdout, stderr io.Writer, stop <-chan struct{}) int {
 	}
 	return code
 }
-
-type usageError struct{ error }
 
 var configFlag = &ucli.StringFlag{
 	Name:     "config",
@@ -125,7 +120,7 @@ func loadConfig(path string, w io.Writer) (*engine.Config, error) {
 	return cfg, nil
 }
 
-func serveCommand(code *int, stop <-chan struct{}) *ucli.Command {
+func serveCommand(code *int) *ucli.Command {
 	return &ucli.Command{
 		Name:      "serve",
 		Usage:     "run the proxy",
@@ -148,7 +143,7 @@ func serveCommand(code *int, stop <-chan struct{}) *ucli.Command {
 				Usage: "most request-body bytes held by queued and in-flight mirror copies; beyond it copies are dropped"},
 		},
 		Action: func(c *ucli.Context) error {
-			err := serve(c, stop)
+			err := serve(c)
 			if err != nil && *code == ExitOK {
 				*code = ExitRuntime
 			}
@@ -168,7 +163,7 @@ var (
 	errUsage     = errors.New("usage")
 )
 
-func serve(c *ucli.Context, stop <-chan struct{}) error {
+func serve(c *ucli.Context) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.String("log-level"))
@@ -242,8 +237,6 @@ func serve(c *ucli.Context, stop <-chan struct{}) error {
 	select {
 	case sig := <-sigc:
 		log.Info("shutting down", "signal", sig.String(), "grace", c.Duration("grace").String())
-	case <-stop:
-		log.Info("shutting down", "signal", "stop")
 	case runErr = <-errc:
 		log.Error("server failed", "error", runErr.Error())
 	}

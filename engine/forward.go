@@ -54,9 +54,6 @@ func (e *Engine) forward(ctx *fasthttp.RequestCtx, r *Route) {
 		e.fail(ctx, err, r, d)
 		return
 	}
-	// The client's Reset of the response cleared the server's setting; an
-	// origin that sent no Content-Type must not get one invented.
-	ctx.Response.Header.SetNoDefaultContentType(true)
 	stripHopResponse(&ctx.Response.Header)
 }
 
@@ -164,6 +161,9 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 	return addr.Unmap().AppendTo(dst)
 }
 
+// stripHopRequest and stripHopResponse are the same steps for fasthttp's two
+// header types. They stay two functions on purpose: a generic version over an
+// interface allocates 8 times per request (the AllocsPerRun test caught it).
 func stripHopRequest(h *fasthttp.RequestHeader) {
 	// Headers named by Connection are hop-by-hop too. Copy its value first:
 	// deleting headers reshuffles the buffer Peek points into.
@@ -195,6 +195,9 @@ func stripHopResponse(h *fasthttp.ResponseHeader) {
 	// An upstream "Connection: close" ends the upstream connection only;
 	// the client's keep-alive is the server's business.
 	h.ResetConnectionClose()
+	// The client's Reset of the response cleared the server's setting; an
+	// origin that sent no Content-Type must not get one invented.
+	h.SetNoDefaultContentType(true)
 	if hasProxyHeader(h.All()) {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}
