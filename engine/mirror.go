@@ -24,8 +24,9 @@ import (
 // follows the shadow's latency (a 100 ms shadow at 2,000 req/s needs ~200
 // sends in flight), up to the in-flight limit. The body moves to the copy
 // without copying: the request's body buffer is swapped for an empty pooled
-// one. Bytes of queued and in-flight bodies are charged to a process-wide
-// memory budget. When the queue, the budget or the in-flight limit is
+// one. Bytes of queued and in-flight bodies, plus a fixed MirrorCopyCost per
+// copy for what sending it holds, are charged to a process-wide memory
+// budget. When the queue, the budget or the in-flight limit is
 // exhausted, the copy is dropped and counted; the main path never blocks.
 
 // Defaults for the process-wide mirror limits (serve flags --mirror-*).
@@ -35,6 +36,18 @@ const (
 	DefaultMirrorMemory   = 256 << 20
 	DefaultMirrorTimeout  = 5 * time.Second
 	mirrorIdle            = 2 * time.Second // an idle sender exits after this
+
+	// MirrorCopyCost is what each copy is charged on top of its body: the
+	// copied header, and while it is sent a goroutine stack, a connection
+	// with its buffers and a request/response pair. Measured: copies stuck
+	// on a hanging shadow hold ~22 KiB each beyond their bodies
+	// (BENCHMARKS.md, post-1mib-mirror-hang); the charge is about twice
+	// that, for stacks that grow and the runtime's own overhead. It keeps
+	// the process within --mirror-memory of its no-mirror size, small
+	// bodies included. With the default limits, the budget then holds
+	// ~5000 small-body copies, about what the queue and in-flight limits
+	// allow (5120); for 1 MiB bodies it costs ~12 of 256 copies.
+	MirrorCopyCost = 48 << 10
 )
 
 func init() {
@@ -53,7 +66,7 @@ type MirrorStats struct {
 	BodyBytes  uint64        // request body bytes of the copies the shadow answered
 	Inflight   int64         // copies being sent now
 	Queued     int64         // copies waiting for a sender
-	Memory     int64         // body bytes held by queued and in-flight copies
+	Memory     int64         // bytes charged for queued and in-flight copies: bodies + MirrorCopyCost each
 	LatencyN   uint64        // number of latency samples (== Sent + Failed)
 	LatencySum time.Duration // sum of send latencies
 	LatencyMax time.Duration // largest send latency
@@ -177,7 +190,7 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
 		// The budget counts what is held: the buffer's capacity, which
 		// fasthttp's pooling can make larger than the body.
-		if extra := int64(cap(job.body.B)) - job.charged; extra > 0 {
+		if extra := int64(cap(job.body.B)) + copyCost(len(rm.clusters)) - job.charged; extra > 0 {
 			m.memory.Add(extra)
 			job.charged += extra
 		}
@@ -193,14 +206,17 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 	}
 }
 
-// reserve charges n body bytes for k copies and returns a job, or nil (and
-// counts the drops) when the budget, the in-flight limit or the queue is
-// exhausted.
+func copyCost(k int) int64 { return int64(k) * MirrorCopyCost }
+
+// reserve charges n body bytes and the per-copy cost for k copies and returns
+// a job, or nil (and counts the drops) when the budget, the in-flight limit
+// or the queue is exhausted.
 func (m *mirrorer) reserve(n int64, k int) *mirrorJob {
 	if m.closed.Load() || len(m.queue)+k > cap(m.queue) {
 		m.dropped.Add(uint64(k))
 		return nil
 	}
+	n += copyCost(k)
 	if m.memory.Add(n) > m.memBudget {
 		m.memory.Add(-n)
 		m.dropped.Add(uint64(k))

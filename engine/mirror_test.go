@@ -282,20 +282,31 @@ func TestMirrorSlowShadowDoesNotDelayMain(t *testing.T) {
 }
 
 func TestMirrorMemoryBudgetDrops(t *testing.T) {
-	sh := newShadow()
-	main := startOrigin(t, mainOrigin)
-	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(300*time.Millisecond))),
-		Options{MirrorMemory: 3 << 20})
-	c, _ := serveEngine(t, e)
-	body := make([]byte, 1<<20)
-	for i := 0; i < 6; i++ {
-		if resp := do(t, c, "POST", "/", body); resp.StatusCode() != 200 {
-			t.Fatalf("main %d", resp.StatusCode())
+	// Each copy is charged its body buffer and MirrorCopyCost; six 1 MiB
+	// copies behind a 300 ms shadow are all held at once.
+	for _, tc := range []struct {
+		budget     int64
+		sent, drop uint64
+	}{
+		{3<<20 + 3*MirrorCopyCost, 3, 3},
+		{3<<20 + 3*MirrorCopyCost - 1, 2, 4},
+	} {
+		sh := newShadow()
+		main := startOrigin(t, mainOrigin)
+		e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(300*time.Millisecond))),
+			Options{MirrorMemory: tc.budget})
+		c, _ := serveEngine(t, e)
+		body := make([]byte, 1<<20)
+		for i := 0; i < 6; i++ {
+			if resp := do(t, c, "POST", "/", body); resp.StatusCode() != 200 {
+				t.Fatalf("main %d", resp.StatusCode())
+			}
 		}
-	}
-	st := waitMirror(t, e, 10*time.Second)
-	if st.Dropped != 3 || st.Sent != 3 {
-		t.Fatalf("3 MiB budget, six 1 MiB copies behind a 300 ms shadow: %+v; want 3 sent, 3 dropped", st)
+		st := waitMirror(t, e, 10*time.Second)
+		if st.Dropped != tc.drop || st.Sent != tc.sent || st.Memory != 0 {
+			t.Fatalf("budget %d, six 1 MiB copies behind a 300 ms shadow: %+v; want %d sent, %d dropped, 0 charged after",
+				tc.budget, st, tc.sent, tc.drop)
+		}
 	}
 }
 
