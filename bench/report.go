@@ -127,6 +127,12 @@ func writeNotes(w io.Writer, cells []Cell, notes []string) {
 		}
 		if c.Scenario.Mirror {
 			parts = append(parts, fmt.Sprintf("shadow got %s of %s sent", fmtBytes(c.ShadowBytes), fmtBytes(l.BodySent)))
+			if c.ShadowCPU > 0 && l.OK > 0 {
+				// Per request served: what the shadow and the origin paid
+				// for each, beside the proxy's own CPU s in the table.
+				parts = append(parts, fmt.Sprintf("CPU per request: proxy %s, origin %s, shadow %s",
+					perReq(c.Usage.CPU, l.OK), perReq(c.OriginCPU, l.OK), perReq(c.ShadowCPU, l.OK)))
+			}
 		}
 		if c.Scenario.Open {
 			parts = append(parts, fmt.Sprintf("%d of %d scheduled requests OK", l.OK, l.Started))
@@ -155,4 +161,9 @@ func writeLoadResult(w io.Writer, r *LoadResult) {
 		fmtLatency(l.P50), fmtLatency(l.P90), fmtLatency(l.P99), fmtLatency(l.P999), fmtLatency(l.Max), fmtLatency(l.Mean))
 	fmt.Fprintf(w, "errors %s\n", r.ErrorString())
 	fmt.Fprintf(w, "body sent %s, received %s\n", fmtBytes(r.BodySent), fmtBytes(r.BytesRecv))
+}
+
+// perReq formats d spread over n requests in microseconds.
+func perReq(d time.Duration, n int64) string {
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)/float64(n))
 }

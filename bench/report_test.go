@@ -51,7 +51,8 @@ func TestWriteTable(t *testing.T) {
 			Latency: LatencySummary{P50: time.Millisecond, P99: p99, P999: 2 * p99}}
 	}
 	cells := []Cell{
-		{Scenario: sc, Proxy: "vkp", Load: res(2000, 10*time.Millisecond), Delivery: 1, Usage: usage{CPU: 1500 * time.Millisecond, PeakRSS: 30 << 20}},
+		{Scenario: sc, Proxy: "vkp", Load: res(2000, 10*time.Millisecond), Delivery: 1, Usage: usage{CPU: 1500 * time.Millisecond, PeakRSS: 30 << 20},
+			OriginCPU: 500 * time.Millisecond, ShadowCPU: 400 * time.Millisecond},
 		{Scenario: sc, Proxy: "nginx", Load: res(1000, 40*time.Millisecond), Delivery: 0.5, OriginMissing: mib},
 		{Scenario: sc, Proxy: "haproxy", Status: "n/a (no mirroring)", Delivery: -1},
 		{Scenario: scenarioTable[0], Proxy: "vkp", Status: "not implemented", Delivery: -1},
@@ -72,6 +73,11 @@ func TestWriteTable(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
+	}
+	b.Reset()
+	writeNotes(&b, cells, nil)
+	if want := "- post-1mib-mirror / vkp: shadow got 0 B of 2.0 GiB sent; CPU per request: proxy 750 µs, origin 250 µs, shadow 200 µs"; !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in\n%s", want, b.String())
 	}
 	if !cells[1].failed() || cells[0].failed() {
 		t.Errorf("failed(): nginx (errors, missing bytes) must fail, vkp must not")

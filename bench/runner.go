@@ -41,6 +41,9 @@ type Cell struct {
 	Delivery       float64 // shadow body bytes / body bytes sent; < 0 when not mirrored
 	ShadowBytes    int64
 	Usage          usage // CPU over the measured interval, peak RSS over the proxy's life
+	// CPU the origin and the shadow used over the measured interval: on a
+	// shared machine a proxy can be cheap for itself and costly for them.
+	OriginCPU, ShadowCPU time.Duration
 }
 
 // Run measures every scenario on vkp and every installed peer, one after
@@ -151,6 +154,14 @@ type originProc struct {
 
 func (o *originProc) live() bool { return o != nil && o.proc != nil }
 
+// cpu is the CPU time the origin process has used so far; 0 without one.
+func (o *originProc) cpu() time.Duration {
+	if !o.live() {
+		return 0
+	}
+	return groupUsage(o.pid()).CPU
+}
+
 func startOrigins(ctx context.Context, self string, sc Scenario) (*originProc, *originProc, error) {
 	origin, err := startOrigin(self, "origin", sc.RespSize, 0, sc.CacheControl)
 	if err != nil {
@@ -259,6 +270,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 		}
 	}
 	before := groupUsage(p.pid())
+	oBefore, sBefore := origin.cpu(), shadow.cpu()
 	lc.Duration, lc.Progress = cfg.Duration, cfg.Log
 	res, err := RunLoad(ctx, lc)
 	if err != nil {
@@ -267,6 +279,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	after := groupUsage(p.pid())
 	c.Load = res
 	c.Usage = usage{CPU: after.CPU - before.CPU, PeakRSS: after.PeakRSS}
+	c.OriginCPU, c.ShadowCPU = origin.cpu()-oBefore, shadow.cpu()-sBefore
 	if p.exited() {
 		return fmt.Errorf("bench: %s exited during the run: %v\n%s", px.Name, p.err, p.logs)
 	}
