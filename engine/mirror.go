@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,9 +25,10 @@ import (
 // follows the shadow's latency (a 100 ms shadow at 2,000 req/s needs ~200
 // sends in flight), up to the in-flight limit. The body moves to the copy
 // without copying: the request's body buffer is swapped for an empty pooled
-// one. Bytes of queued and in-flight bodies, plus a fixed MirrorCopyCost per
-// copy for what sending it holds, are charged to a process-wide memory
-// budget. When the queue, the budget or the in-flight limit is
+// one. A body is charged to a process-wide memory budget until it has been
+// written to the shadow (its buffer then goes back to the pool, while the
+// copy waits for the answer), and each copy is charged a fixed
+// MirrorCopyCost until it is answered. When the queue, the budget or the in-flight limit is
 // exhausted, the copy is dropped and counted; the main path never blocks.
 
 // Defaults for the process-wide mirror limits (serve flags --mirror-*).
@@ -66,7 +68,7 @@ type MirrorStats struct {
 	BodyBytes  uint64        // request body bytes of the copies the shadow answered
 	Inflight   int64         // copies being sent now
 	Queued     int64         // copies waiting for a sender
-	Memory     int64         // bytes charged for queued and in-flight copies: bodies + MirrorCopyCost each
+	Memory     int64         // bytes charged: bodies not yet written to the shadow + MirrorCopyCost per copy not yet answered
 	LatencyN   uint64        // number of latency samples (== Sent + Failed)
 	LatencySum time.Duration // sum of send latencies
 	LatencyMax time.Duration // largest send latency
@@ -95,19 +97,26 @@ func (m *routeMirror) sample() bool {
 	return n*m.perMyriad/10000 != (n-1)*m.perMyriad/10000
 }
 
-// mirrorJob is one request copy, shared by the sends to each mirror cluster.
+// mirrorJob is one request copy. With several mirror clusters, the first
+// job (the owner) holds the body and the budget charges, and one sibling job
+// per further cluster shares them.
 type mirrorJob struct {
 	m        *mirrorer
 	rm       *routeMirror
 	header   fasthttp.RequestHeader
-	body     *pool.Buffer
+	body     *pool.Buffer // owner only; nil once every sibling has written it
+	bodyLen  int
 	remoteIP [46]byte
 	ipLen    int
 	tls      bool
 	cluster  *Cluster
-	refs     atomic.Int32 // owner only: copies not yet done
-	charged  int64        // owner only: bytes charged to the budget
+	stream   mirrorBody
+	written  bool         // this job no longer needs the body
 	owner    *mirrorJob   // siblings only: the job whose body they share
+	refs     atomic.Int32 // owner only: jobs not yet done
+	bodyRefs atomic.Int32 // owner only: jobs that still need the body
+	bodyCost int64        // owner only: bytes charged for the body buffer
+	copyCost int64        // owner only: MirrorCopyCost × jobs
 }
 
 var jobPool = sync.Pool{New: func() any { return &mirrorJob{} }}
@@ -188,11 +197,12 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		next(ctx)
 		job.body = pool.Bodies.Get()
 		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
+		job.bodyLen = len(job.body.B)
 		// The budget counts what is held: the buffer's capacity, which
 		// fasthttp's pooling can make larger than the body.
-		if extra := int64(cap(job.body.B)) + copyCost(len(rm.clusters)) - job.charged; extra > 0 {
+		if extra := int64(cap(job.body.B)) - job.bodyCost; extra > 0 {
 			m.memory.Add(extra)
-			job.charged += extra
+			job.bodyCost += extra
 		}
 		for _, c := range rm.clusters {
 			j := job
@@ -216,16 +226,17 @@ func (m *mirrorer) reserve(n int64, k int) *mirrorJob {
 		m.dropped.Add(uint64(k))
 		return nil
 	}
-	n += copyCost(k)
-	if m.memory.Add(n) > m.memBudget {
-		m.memory.Add(-n)
+	cost := copyCost(k)
+	if m.memory.Add(n+cost) > m.memBudget {
+		m.memory.Add(-n - cost)
 		m.dropped.Add(uint64(k))
 		return nil
 	}
 	job := jobPool.Get().(*mirrorJob)
 	job.m = m
-	job.charged = n
+	job.bodyCost, job.copyCost = n, cost
 	job.refs.Store(int32(k))
+	job.bodyRefs.Store(int32(k))
 	return job
 }
 
@@ -239,7 +250,7 @@ func (j *mirrorJob) fork(c *Cluster) *mirrorJob {
 	s := jobPool.Get().(*mirrorJob)
 	j.header.CopyTo(&s.header)
 	s.m, s.rm, s.tls, s.remoteIP, s.ipLen, s.cluster = j.m, j.rm, j.tls, j.remoteIP, j.ipLen, c
-	s.body = j.body
+	s.bodyLen = j.bodyLen
 	s.owner = j
 	return s
 }
@@ -337,7 +348,16 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 		return
 	}
 	j.header.CopyTo(&req.Header)
-	req.SetBodyRaw(j.body.B)
+	if j.bodyLen > 0 {
+		// Streamed so that the buffer is released as soon as fasthttp has
+		// written it (mirrorBody.Close), not when the shadow answers: a
+		// slow shadow then holds no bodies, and the pool hands the buffer,
+		// still in cache, to the next request.
+		j.stream = mirrorBody{j: j}
+		req.SetBodyStream(&j.stream, j.bodyLen)
+	} else {
+		j.releaseBody()
+	}
 	prepareMirrorRequest(req, j, d)
 	start := time.Now()
 	d.up.inflight.Add(1)
@@ -365,7 +385,7 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 		return
 	}
 	m.sent.Add(1)
-	m.bodyBytes.Add(uint64(len(j.body.B)))
+	m.bodyBytes.Add(uint64(j.bodyLen))
 }
 
 // noteFailure logs mirror failures at most once a second, with a count:
@@ -384,21 +404,45 @@ func (m *mirrorer) noteFailure(j *mirrorJob, d *Destination, err error) {
 	m.log.Warn("mirror failures", "count", m.failsSince.Swap(0), "cluster", j.cluster.ID, "destination", dest, "last_error", err.Error())
 }
 
-// done releases the job; the last reference returns the body and the budget.
-func (j *mirrorJob) done() {
-	owner := j
+// root is the job that holds the shared body and charges.
+func (j *mirrorJob) root() *mirrorJob {
 	if j.owner != nil {
-		owner = j.owner
+		return j.owner
+	}
+	return j
+}
+
+// releaseBody says this job no longer needs the body; the last one returns
+// the buffer to the pool and its bytes to the budget. Idempotent per job.
+func (j *mirrorJob) releaseBody() {
+	if j.written {
+		return
+	}
+	j.written = true
+	o := j.root()
+	if o.bodyRefs.Add(-1) > 0 {
+		return
+	}
+	o.m.memory.Add(-o.bodyCost)
+	o.bodyCost = 0
+	if o.body != nil {
+		pool.Bodies.Put(o.body)
+		o.body = nil
+	}
+}
+
+// done releases the job; the last one returns the copy cost to the budget.
+func (j *mirrorJob) done() {
+	j.releaseBody()
+	owner := j.root()
+	if j != owner {
 		j.reset()
 		jobPool.Put(j)
 	}
 	if owner.refs.Add(-1) > 0 {
 		return
 	}
-	owner.m.memory.Add(-owner.charged)
-	if owner.body != nil {
-		pool.Bodies.Put(owner.body)
-	}
+	owner.m.memory.Add(-owner.copyCost)
 	owner.reset()
 	jobPool.Put(owner)
 }
@@ -406,10 +450,64 @@ func (j *mirrorJob) done() {
 func (j *mirrorJob) reset() {
 	j.header.Reset()
 	j.body = nil
+	j.bodyLen = 0
 	j.cluster = nil
 	j.owner = nil
 	j.rm = nil
-	j.charged = 0
+	j.stream = mirrorBody{}
+	j.written = false
+	j.bodyCost, j.copyCost = 0, 0
+}
+
+// mirrorBody is a copy's body as fasthttp's request body stream. fasthttp
+// writes it with WriteTo (one write of the whole body, straight from the
+// pooled buffer, as SetBodyRaw would) and then calls Close, which releases
+// the buffer. fasthttp never retries a request with a body stream, so the
+// body is not needed again.
+type mirrorBody struct {
+	j   *mirrorJob
+	off int
+}
+
+var errMirrorBodyReleased = errors.New("vkp: mirror body already released")
+
+func (b *mirrorBody) bytes() ([]byte, error) {
+	if b.j.written {
+		return nil, errMirrorBodyReleased
+	}
+	return b.j.root().body.B[b.off:b.j.bodyLen], nil
+}
+
+// SupportsBodyWriteTo tells fasthttp to use WriteTo rather than copy
+// through a buffer of its own.
+func (b *mirrorBody) SupportsBodyWriteTo() bool { return true }
+
+func (b *mirrorBody) WriteTo(w io.Writer) (int64, error) {
+	p, err := b.bytes()
+	if err != nil {
+		return 0, err
+	}
+	n, err := w.Write(p)
+	b.off += n
+	return int64(n), err
+}
+
+func (b *mirrorBody) Read(p []byte) (int, error) {
+	rest, err := b.bytes()
+	if err != nil {
+		return 0, err
+	}
+	if len(rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, rest)
+	b.off += n
+	return n, nil
+}
+
+func (b *mirrorBody) Close() error {
+	b.j.releaseBody()
+	return nil
 }
 
 // pickForMirror picks among the cluster's mirror destinations with the

@@ -282,29 +282,42 @@ func TestMirrorSlowShadowDoesNotDelayMain(t *testing.T) {
 }
 
 func TestMirrorMemoryBudgetDrops(t *testing.T) {
-	// Each copy is charged its body buffer and MirrorCopyCost; six 1 MiB
-	// copies behind a 300 ms shadow are all held at once.
+	// One sender (in-flight limit 1) and a shadow that answers after
+	// 300 ms: the first copy's body is released once written, while its
+	// MirrorCopyCost stays charged until the answer; later copies wait in
+	// the queue with their bodies charged, and what does not fit is dropped.
 	for _, tc := range []struct {
 		budget     int64
 		sent, drop uint64
 	}{
-		{3<<20 + 3*MirrorCopyCost, 3, 3},
-		{3<<20 + 3*MirrorCopyCost - 1, 2, 4},
+		{3<<20 + 4*MirrorCopyCost, 4, 2},
+		{3<<20 + 4*MirrorCopyCost - 1, 3, 3},
 	} {
 		sh := newShadow()
 		main := startOrigin(t, mainOrigin)
 		e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(300*time.Millisecond))),
-			Options{MirrorMemory: tc.budget})
+			Options{MirrorMemory: tc.budget, MirrorInflight: 1})
 		c, _ := serveEngine(t, e)
 		body := make([]byte, 1<<20)
-		for i := 0; i < 6; i++ {
+		post := func() {
 			if resp := do(t, c, "POST", "/", body); resp.StatusCode() != 200 {
 				t.Fatalf("main %d", resp.StatusCode())
 			}
 		}
+		post()
+		deadline := time.Now().Add(5 * time.Second)
+		for st := e.MirrorStats(); st.Memory != MirrorCopyCost || st.Inflight != 1; st = e.MirrorStats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("first copy: %+v; want its body released once written (Memory == MirrorCopyCost) while it waits for the answer", st)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		for i := 0; i < 5; i++ {
+			post()
+		}
 		st := waitMirror(t, e, 10*time.Second)
 		if st.Dropped != tc.drop || st.Sent != tc.sent || st.Memory != 0 {
-			t.Fatalf("budget %d, six 1 MiB copies behind a 300 ms shadow: %+v; want %d sent, %d dropped, 0 charged after",
+			t.Fatalf("budget %d, six 1 MiB copies, one at a time to a 300 ms shadow: %+v; want %d sent, %d dropped, 0 charged after",
 				tc.budget, st, tc.sent, tc.drop)
 		}
 	}
