@@ -282,10 +282,11 @@ func TestMirrorSlowShadowDoesNotDelayMain(t *testing.T) {
 }
 
 func TestMirrorMemoryBudgetDrops(t *testing.T) {
-	// One sender (in-flight limit 1) and a shadow that answers after
-	// 300 ms: the first copy's body is released once written, while its
-	// MirrorCopyCost stays charged until the answer; later copies wait in
-	// the queue with their bodies charged, and what does not fit is dropped.
+	// One sender (in-flight limit 1) and a shadow that holds its answers
+	// until the gate opens: the first copy's body is released once written,
+	// while its MirrorCopyCost stays charged until the answer; later copies
+	// wait in the queue with their bodies charged, and what does not fit is
+	// dropped.
 	for _, tc := range []struct {
 		budget     int64
 		sent, drop uint64
@@ -293,9 +294,10 @@ func TestMirrorMemoryBudgetDrops(t *testing.T) {
 		{3<<20 + 4*MirrorCopyCost, 4, 2},
 		{3<<20 + 4*MirrorCopyCost - 1, 3, 3},
 	} {
-		sh := newShadow()
+		gate := make(chan struct{})
+		shadowAddr := startOrigin(t, func(ctx *fasthttp.RequestCtx) { <-gate })
 		main := startOrigin(t, mainOrigin)
-		e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(300*time.Millisecond))),
+		e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, shadowAddr),
 			Options{MirrorMemory: tc.budget, MirrorInflight: 1})
 		c, _ := serveEngine(t, e)
 		body := make([]byte, 1<<20)
@@ -305,9 +307,10 @@ func TestMirrorMemoryBudgetDrops(t *testing.T) {
 			}
 		}
 		post()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for st := e.MirrorStats(); st.Memory != MirrorCopyCost || st.Inflight != 1; st = e.MirrorStats() {
 			if time.Now().After(deadline) {
+				close(gate)
 				t.Fatalf("first copy: %+v; want its body released once written (Memory == MirrorCopyCost) while it waits for the answer", st)
 			}
 			time.Sleep(time.Millisecond)
@@ -315,10 +318,15 @@ func TestMirrorMemoryBudgetDrops(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			post()
 		}
+		held := e.MirrorStats()
+		close(gate)
+		if held.Dropped != tc.drop || uint64(held.Queued) != tc.sent-1 {
+			t.Fatalf("budget %d, shadow holding the first copy, five more 1 MiB copies: %+v; want %d queued, %d dropped",
+				tc.budget, held, tc.sent-1, tc.drop)
+		}
 		st := waitMirror(t, e, 10*time.Second)
 		if st.Dropped != tc.drop || st.Sent != tc.sent || st.Memory != 0 {
-			t.Fatalf("budget %d, six 1 MiB copies, one at a time to a 300 ms shadow: %+v; want %d sent, %d dropped, 0 charged after",
-				tc.budget, st, tc.sent, tc.drop)
+			t.Fatalf("budget %d, after the gate opened: %+v; want %d sent, %d dropped, 0 charged", tc.budget, st, tc.sent, tc.drop)
 		}
 	}
 }
