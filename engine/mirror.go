@@ -122,7 +122,6 @@ type mirrorJob struct {
 	refs     atomic.Int32 // owner only: jobs not yet done
 	bodyRefs atomic.Int32 // owner only: jobs that still need the body
 	bodyCost int64        // owner only: bytes charged for the body buffer
-	copyCost int64        // owner only: MirrorCopyCost × jobs
 }
 
 var jobPool = sync.Pool{New: func() any { return &mirrorJob{} }}
@@ -222,8 +221,6 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 	}
 }
 
-func copyCost(k int) int64 { return int64(k) * MirrorCopyCost }
-
 // reserve charges n body bytes and the per-copy cost for k copies and returns
 // a job, or nil (and counts the drops) when the budget, the in-flight limit
 // or the queue is exhausted.
@@ -232,7 +229,7 @@ func (m *mirrorer) reserve(n int64, k int) *mirrorJob {
 		m.dropped.Add(uint64(k))
 		return nil
 	}
-	cost := copyCost(k)
+	cost := int64(k) * MirrorCopyCost
 	if m.memory.Add(n+cost) > m.memBudget {
 		m.memory.Add(-n - cost)
 		m.dropped.Add(uint64(k))
@@ -240,7 +237,7 @@ func (m *mirrorer) reserve(n int64, k int) *mirrorJob {
 	}
 	job := jobPool.Get().(*mirrorJob)
 	job.m = m
-	job.bodyCost, job.copyCost = n, cost
+	job.bodyCost = n
 	job.refs.Store(int32(k))
 	job.bodyRefs.Store(int32(k))
 	return job
@@ -448,7 +445,7 @@ func (j *mirrorJob) done() {
 	if owner.refs.Add(-1) > 0 {
 		return
 	}
-	owner.m.memory.Add(-owner.copyCost)
+	owner.m.memory.Add(-int64(len(owner.rm.clusters)) * MirrorCopyCost) // charged by reserve
 	owner.reset()
 	jobPool.Put(owner)
 }
@@ -462,7 +459,7 @@ func (j *mirrorJob) reset() {
 	j.rm = nil
 	j.stream = mirrorBody{}
 	j.written = false
-	j.bodyCost, j.copyCost = 0, 0
+	j.bodyCost = 0
 }
 
 // mirrorBody is a copy's body as fasthttp's request body stream. fasthttp
