@@ -30,6 +30,12 @@ import (
 // copy waits for the answer), and each copy is charged a fixed
 // MirrorCopyCost until it is answered. When the queue, the budget or the in-flight limit is
 // exhausted, the copy is dropped and counted; the main path never blocks.
+//
+// The copy is queued only after the main response is produced, although
+// starting it as soon as the body is read costs less CPU (the body is still in
+// cache: 8% less proxy CPU per 1 MiB request over five alternating runs,
+// BENCHMARKS.md): with the origin done first, a shadow that shares state with
+// it cannot act first and change the main response.
 
 // Defaults for the process-wide mirror limits (serve flags --mirror-*).
 const (
