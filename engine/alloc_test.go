@@ -55,3 +55,19 @@ func TestProxiedGETAllocatesNothing(t *testing.T) {
 		t.Fatalf("after the runs: %d, %d bytes", ctx.Response.StatusCode(), len(ctx.Response.Body()))
 	}
 }
+
+// Over real sockets the upstream connections are liveConns: their read and
+// write wrappers (busy connections, no idle check) must not allocate either.
+func TestProxiedGETOverTCPAllocatesNothing(t *testing.T) {
+	body := make([]byte, 128)
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) })
+	e := mustEngine(t, oneRoute("", origin), Options{})
+	ctx, tmpl := newProxyCtx()
+	proxiedGET(e, ctx, tmpl)
+	if ctx.Response.StatusCode() != 200 || len(ctx.Response.Body()) != 128 {
+		t.Fatalf("proxied GET: %d, %d bytes", ctx.Response.StatusCode(), len(ctx.Response.Body()))
+	}
+	if n := testing.AllocsPerRun(500, func() { proxiedGET(e, ctx, tmpl) }); n != 0 {
+		t.Fatalf("a proxied GET over TCP allocates %.2f times (origin included)", n)
+	}
+}

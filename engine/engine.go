@@ -199,14 +199,18 @@ func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig, mirror bool) *upstre
 		u.hc.MaxConns = e.opts.MirrorInflight
 		u.hc.StreamResponseBody = true
 		// A hanging shadow holds up to MirrorInflight connections; their
-		// buffers are outside the body budget, so keep them small (bodies
-		// are written straight through, answers only need their header).
-		u.hc.ReadBufferSize = 4 << 10
+		// buffers count in MirrorCopyCost, so keep the write buffer small
+		// (bodies are written straight through). The read buffer bounds
+		// the answer's header, as on the main path.
 		u.hc.WriteBufferSize = 4 << 10
 	}
 	if e.opts.Dial != nil {
 		u.hc.Dial = e.opts.Dial
+	} else {
+		u.hc.DialTimeout = dialLive
 	}
+	u.hc.RetryIfErr = retryUpstream
+	u.hc.MaxIdemponentCallAttempts = maxUpstreamAttempts
 	e.upstreams[key] = u
 	return u
 }

@@ -34,8 +34,11 @@ var (
 // place (it is the proxy's own copy): hop-by-hop headers out, X-Forwarded-*
 // in, base path and Host applied.
 //
-// No automatic retry for non-idempotent requests: fasthttp's HostClient only
-// retries idempotent ones (GET, HEAD, PUT) on a stale keep-alive connection.
+// Retries (retryUpstream): a request refused by a kept-alive connection the
+// upstream had closed while idle is sent again whatever its method, since
+// nothing of it was written (liveConn); after any other failure only
+// idempotent ones (GET, HEAD, PUT) are, as fasthttp does, and a POST that
+// may have reached the upstream never is.
 // Responses are read whole into ctx.Response's buffer (one read, one write,
 // never a second copy) and bounded by nothing but the route Timeout.
 func (e *Engine) forward(ctx *fasthttp.RequestCtx, r *Route) {
@@ -165,11 +168,8 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 // header types. They stay two functions on purpose: a generic version over an
 // interface allocates 8 times per request (the AllocsPerRun test caught it).
 func stripHopRequest(h *fasthttp.RequestHeader) {
-	// Headers named by Connection are hop-by-hop too. Copy its value first:
-	// deleting headers reshuffles the buffer Peek points into.
-	var cbuf [256]byte
-	conn := cbuf[:copy(cbuf[:], h.Peek("Connection"))]
-	delConnectionTokens(conn, h.Del)
+	// Headers named by Connection are hop-by-hop too.
+	delConnectionTokens(h.Peek("Connection"), h.Del)
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
@@ -186,9 +186,7 @@ func stripHopRequest(h *fasthttp.RequestHeader) {
 }
 
 func stripHopResponse(h *fasthttp.ResponseHeader) {
-	var cbuf [256]byte
-	conn := cbuf[:copy(cbuf[:], h.Peek("Connection"))]
-	delConnectionTokens(conn, h.Del)
+	delConnectionTokens(h.Peek("Connection"), h.Del)
 	for _, k := range hopHeaders {
 		h.Del(k)
 	}
@@ -203,7 +201,22 @@ func stripHopResponse(h *fasthttp.ResponseHeader) {
 	}
 }
 
+// delConnectionTokens deletes the headers a Connection value names, except
+// the ones that frame the message or name its target (Content-Length,
+// Transfer-Encoding, Host): a client must not be able to make vkp forward a
+// body under a length it did not send. v is copied first (deleting headers
+// reshuffles the buffer Peek points into); values over 256 bytes, rare, are
+// copied to the heap rather than cut mid-token.
 func delConnectionTokens(v []byte, del func(string)) {
+	if len(v) == 0 {
+		return
+	}
+	var cbuf [256]byte
+	if len(v) <= len(cbuf) {
+		v = cbuf[:copy(cbuf[:], v)]
+	} else {
+		v = bytes.Clone(v)
+	}
 	for len(v) > 0 {
 		var tok []byte
 		if i := bytes.IndexByte(v, ','); i >= 0 {
@@ -212,7 +225,8 @@ func delConnectionTokens(v []byte, del func(string)) {
 			tok, v = v, nil
 		}
 		tok = bytes.TrimSpace(tok)
-		if len(tok) == 0 || asciiEqualFold(tok, "close") || asciiEqualFold(tok, "keep-alive") {
+		if len(tok) == 0 || asciiEqualFold(tok, "close") || asciiEqualFold(tok, "keep-alive") ||
+			asciiEqualFold(tok, "content-length") || asciiEqualFold(tok, "transfer-encoding") || asciiEqualFold(tok, "host") {
 			continue
 		}
 		del(string(tok)) // rare path: only when Connection names extra headers

@@ -293,3 +293,19 @@ func TestAmbiguousPathsRefused(t *testing.T) {
 		t.Fatalf("got %q, want 400", buf[:n])
 	}
 }
+
+// Connection may name hop-by-hop headers, but not the ones that frame the
+// message or name its target: deleting Content-Length or Host on a client's
+// word would let it reframe what vkp forwards.
+func TestConnectionCannotNameFramingHeaders(t *testing.T) {
+	var h fasthttp.RequestHeader
+	h.SetMethod("POST")
+	h.SetHost("example.com")
+	h.SetContentLength(5)
+	h.Set("X-Hop", "1")
+	h.Set("Connection", strings.Repeat("x", 250)+", Content-Length, HOST, x-hop")
+	stripHopRequest(&h)
+	if h.ContentLength() != 5 || string(h.Host()) != "example.com" || h.Peek("X-Hop") != nil {
+		t.Fatalf("after strip: Content-Length %d, Host %q, X-Hop %q", h.ContentLength(), h.Host(), h.Peek("X-Hop"))
+	}
+}

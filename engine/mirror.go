@@ -141,6 +141,9 @@ type mirrorer struct {
 
 	senders  atomic.Int64 // running sender goroutines
 	pending  atomic.Int64 // copies queued or being sent
+	entering atomic.Int64 // copies reserved whose main request is still running
+	closeMu  sync.RWMutex // submit (read) against close (write)
+	final    bool         // under closeMu: close has given up waiting; submit drops
 	inflight atomic.Int64
 	memory   atomic.Int64
 	closed   atomic.Bool
@@ -186,7 +189,8 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 			next(ctx)
 			return
 		}
-		n := len(ctx.Request.Body())
+		body := ctx.Request.Body()
+		n := len(body)
 		if rm.maxBody > 0 && n > rm.maxBody {
 			m.skipped.Add(uint64(len(rm.clusters)))
 			next(ctx)
@@ -194,7 +198,9 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		}
 		m.due.Add(uint64(len(rm.clusters)))
 		// Reserve before doing any work, so a full budget costs nothing.
-		job := m.reserve(int64(n), len(rm.clusters))
+		// The budget counts what is held: the buffer's capacity, which
+		// fasthttp's pooling can make larger than the body.
+		job := m.reserve(int64(cap(body)), len(rm.clusters))
 		if job == nil {
 			next(ctx)
 			return
@@ -209,8 +215,7 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		job.body = pool.Bodies.Get()
 		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
 		job.bodyLen = len(job.body.B)
-		// The budget counts what is held: the buffer's capacity, which
-		// fasthttp's pooling can make larger than the body.
+		// The handler may have replaced the buffer (a rewrite of the body).
 		if extra := int64(cap(job.body.B)) - job.bodyCost; extra > 0 {
 			m.memory.Add(extra)
 			job.bodyCost += extra
@@ -241,6 +246,7 @@ func (m *mirrorer) reserve(n int64, k int) *mirrorJob {
 		m.dropped.Add(uint64(k))
 		return nil
 	}
+	m.entering.Add(int64(k))
 	job := jobPool.Get().(*mirrorJob)
 	job.m = m
 	job.bodyCost = n
@@ -265,7 +271,18 @@ func (j *mirrorJob) fork(c *Cluster) *mirrorJob {
 }
 
 func (m *mirrorer) submit(j *mirrorJob) {
+	// The read lock orders this against close: once close has set final
+	// under the write lock, no copy is queued and no sender started.
+	m.closeMu.RLock()
+	defer m.closeMu.RUnlock()
 	m.pending.Add(1)
+	m.entering.Add(-1)
+	if m.final {
+		m.pending.Add(-1)
+		m.dropped.Add(1)
+		j.done()
+		return
+	}
 	select {
 	case m.queue <- j:
 	default:
@@ -337,7 +354,9 @@ func (m *mirrorer) retire() bool {
 	return true
 }
 
-// send delivers one copy and reads and discards the answer.
+// send delivers one copy and reads and discards the answer. A copy that met
+// a kept-alive connection the shadow had closed while it was idle is sent
+// once more on a new one: nothing of it was written (see liveConn).
 func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Response) {
 	defer j.done()
 	defer req.Reset()
@@ -356,29 +375,19 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 		m.noteFailure(j, nil, ErrNoDestination)
 		return
 	}
-	j.header.CopyTo(&req.Header)
-	if j.bodyLen > 0 {
-		// Streamed so that the buffer is released as soon as fasthttp has
-		// written it (mirrorBody.Close), not when the shadow answers: a
-		// slow shadow then holds no bodies, and the pool hands the buffer,
-		// still in cache, to the next request.
-		j.stream = mirrorBody{j: j}
-		req.SetBodyStream(&j.stream, j.bodyLen)
-	} else {
+	if j.bodyLen == 0 {
 		j.releaseBody()
 	}
-	prepareMirrorRequest(req, j, d)
 	start := time.Now()
-	d.up.inflight.Add(1)
-	err := d.up.hc.DoDeadline(req, resp, start.Add(j.rm.timeout))
-	if err == nil {
-		// Mirror pools stream answers: read and discard, never buffer.
-		_, err = io.Copy(io.Discard, resp.BodyStream())
-		if cerr := resp.CloseBodyStream(); err == nil {
-			err = cerr
-		}
+	deadline := start.Add(j.rm.timeout)
+	// fasthttp does not retry requests with a body stream; a copy refused
+	// by stale connections is sent again here (nothing of it was written).
+	err := m.sendOnce(j, d, req, resp, deadline)
+	for try := 1; errors.Is(err, errStaleConn) && try < maxUpstreamAttempts; try++ {
+		req.Reset()
+		resp.Reset()
+		err = m.sendOnce(j, d, req, resp, deadline)
 	}
-	d.up.inflight.Add(-1)
 	lat := time.Since(start)
 	m.latN.Add(1)
 	m.latSum.Add(uint64(lat))
@@ -395,6 +404,36 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	}
 	m.sent.Add(1)
 	m.bodyBytes.Add(uint64(j.bodyLen))
+}
+
+// sendOnce writes the copy to d and reads and discards the answer.
+func (m *mirrorer) sendOnce(j *mirrorJob, d *Destination, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	j.header.CopyTo(&req.Header)
+	prepareMirrorRequest(req, j, d)
+	if j.bodyLen > 0 {
+		// Set after the rewrite, so that nothing in the headers can change
+		// the length the copy is framed with. Streamed so that the buffer
+		// is released as soon as fasthttp has written it (mirrorBody.Close),
+		// not when the shadow answers: a slow shadow then holds no bodies,
+		// and the pool hands the buffer, still in cache, to the next request.
+		j.stream = mirrorBody{j: j}
+		req.SetBodyStream(&j.stream, j.bodyLen)
+	}
+	d.up.inflight.Add(1)
+	defer d.up.inflight.Add(-1)
+	err := d.up.hc.DoDeadline(req, resp, deadline)
+	if err != nil {
+		return err
+	}
+	// Mirror pools stream answers: read and discard, never buffer. HEAD
+	// answers and 204/304 have no body stream.
+	if bs := resp.BodyStream(); bs != nil {
+		_, err = io.Copy(io.Discard, bs)
+	}
+	if cerr := resp.CloseBodyStream(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // noteFailure logs mirror failures at most once a second, with a count:
@@ -471,11 +510,14 @@ func (j *mirrorJob) reset() {
 // mirrorBody is a copy's body as fasthttp's request body stream. fasthttp
 // writes it with WriteTo (one write of the whole body, straight from the
 // pooled buffer, as SetBodyRaw would) and then calls Close, which releases
-// the buffer. fasthttp never retries a request with a body stream, so the
-// body is not needed again.
+// the buffer if the body has reached the connection. A body small enough to
+// wait in the connection's write buffer is kept until the copy is done: the
+// write that would find a stale connection comes after Close, and send may
+// need the body again.
 type mirrorBody struct {
-	j   *mirrorJob
-	off int
+	j      *mirrorJob
+	off    int
+	passed bool // the whole body went to the connection, past any buffer
 }
 
 var errMirrorBodyReleased = errors.New("vkp: mirror body already released")
@@ -496,8 +538,13 @@ func (b *mirrorBody) WriteTo(w io.Writer) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	buffered := false
+	if bw, ok := w.(interface{ Available() int }); ok && len(p) <= bw.Available() {
+		buffered = true
+	}
 	n, err := w.Write(p)
 	b.off += n
+	b.passed = err == nil && !buffered
 	return int64(n), err
 }
 
@@ -514,8 +561,13 @@ func (b *mirrorBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// Close releases the body once it has gone to the connection whole. After a
+// failed write it stays with the job (released by done), so that a copy
+// refused by a stale connection can be sent again.
 func (b *mirrorBody) Close() error {
-	b.j.releaseBody()
+	if b.passed {
+		b.j.releaseBody()
+	}
 	return nil
 }
 
@@ -557,9 +609,14 @@ func (m *mirrorer) close(ctx context.Context) (flushed, dropped uint64) {
 		return 0, 0
 	}
 	before := m.sent.Load() + m.failed.Load()
-	for m.pending.Load() > 0 && ctx.Err() == nil {
+	// Requests still being served submit their copies as they finish; they
+	// are sent if the grace period allows, like the queued ones.
+	for (m.pending.Load() > 0 || m.entering.Load() > 0) && ctx.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
+	m.closeMu.Lock()
+	m.final = true
+	m.closeMu.Unlock()
 	for {
 		select {
 		case j := <-m.queue:
@@ -634,10 +691,28 @@ func compileMirror(rc *RouteConfig, lookup func(id string) *Cluster) (*routeMirr
 			if !found || !isToken(k) {
 				return nil, fmt.Errorf("%sMirrorHeaders: %q is not \"Name: value\" (pairs separated by ';')", path, part)
 			}
+			if mirrorHeaderRefused(k) {
+				return nil, fmt.Errorf("%sMirrorHeaders: %q cannot be set: vkp frames each copy itself (Content-Length, Transfer-Encoding and hop-by-hop headers)", path, k)
+			}
 			rm.headers = append(rm.headers, [2]string{k, strings.TrimSpace(val)})
 		}
 	}
 	return rm, nil
+}
+
+// mirrorHeaderRefused reports whether MirrorHeaders may not set k: the
+// copy's framing is vkp's, and a wrong Content-Length would make the shadow
+// read the body as a second request.
+func mirrorHeaderRefused(k string) bool {
+	if strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Expect") {
+		return true
+	}
+	for _, h := range hopHeaders {
+		if strings.EqualFold(k, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseSize reads "1048576", "64MiB", "512KiB", "1GiB" (KB/MB/GB and K/M/G

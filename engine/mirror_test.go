@@ -387,6 +387,8 @@ func TestMirrorConfigErrors(t *testing.T) {
 		{`"MirrorCluster": "main", "MirrorMaxBodySize": "big"`, "Metadata.MirrorMaxBodySize"},
 		{`"MirrorCluster": "main", "MirrorTimeout": "soon"`, "Metadata.MirrorTimeout"},
 		{`"MirrorCluster": "main", "MirrorHeaders": "no colon here"`, "Metadata.MirrorHeaders"},
+		{`"MirrorCluster": "main", "MirrorHeaders": "X-Mirror: 1; Content-Length: 0"`, `Metadata.MirrorHeaders: "Content-Length" cannot be set`},
+		{`"MirrorCluster": "main", "MirrorHeaders": "transfer-encoding: chunked"`, `Metadata.MirrorHeaders: "transfer-encoding" cannot be set`},
 	}
 	for _, tt := range tests {
 		_, err := ParseConfig([]byte(`{"ReverseProxy": {

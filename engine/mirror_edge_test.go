@@ -1,0 +1,183 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Regression: a client's "Connection: Content-Length" deleted the copy's
+// Content-Length after its body stream had set it, so the copy went out as
+// "Content-Length: 0" followed by the body, which the shadow read as a second
+// request of the client's making.
+func TestMirrorConnectionHeaderCannotReframeTheCopy(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	shadowAddr := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		mu.Lock()
+		seen = append(seen, string(ctx.Method())+" "+string(ctx.RequestURI())+" "+strconv.Itoa(len(ctx.PostBody())))
+		mu.Unlock()
+	})
+	var mainGot atomic.Int64
+	mainAddr := startOrigin(t, func(ctx *fasthttp.RequestCtx) { mainGot.Store(int64(len(ctx.PostBody()))) })
+	e := mustEngine(t, mirrorConfig(mainAddr, `"MirrorCluster": "shadow0"`, shadowAddr), Options{})
+	c, _ := serveEngine(t, e)
+	pad := strings.Repeat("A", 16<<10)
+	inner := "POST /smuggled HTTP/1.1\r\nHost: internal\r\nContent-Length: " + strconv.Itoa(len(pad)) + "\r\n\r\n" + pad
+	// A long Connection value must not be cut into a protected name either.
+	long := strings.Repeat("x", 250) + ", Content-Length"
+	for _, conn := range []string{"Content-Length", "close, content-length, host", long} {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		resp := do(t, c, "POST", "/ok", []byte(inner), "Connection", conn)
+		if resp.StatusCode() != 200 || mainGot.Load() != int64(len(inner)) {
+			t.Fatalf("Connection %.40q: main status %d, origin got %d of %d bytes", conn, resp.StatusCode(), mainGot.Load(), len(inner))
+		}
+		st := waitMirror(t, e, 5*time.Second)
+		time.Sleep(50 * time.Millisecond) // a smuggled second request would arrive right after
+		mu.Lock()
+		got := strings.Join(seen, "; ")
+		mu.Unlock()
+		if want := "POST /ok " + strconv.Itoa(len(inner)); got != want {
+			t.Fatalf("Connection %.40q: shadow saw %q, want %q (%+v)", conn, got, want, st)
+		}
+	}
+}
+
+// Regression: answers without a body (HEAD copies, 204, 304) have no body
+// stream; discarding a nil stream panicked, counted the copy as failed and
+// left the mirror pool's in-flight count raised for good.
+func TestMirrorAnswersWithoutBody(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	var n atomic.Int64
+	shadowAddr := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		n.Add(1)
+		if ctx.IsPost() {
+			ctx.SetStatusCode(fasthttp.StatusNoContent)
+		}
+	})
+	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, shadowAddr), Options{Logger: logger})
+	c, _ := serveEngine(t, e)
+	for i := 0; i < 3; i++ {
+		do(t, c, "HEAD", "/h", nil)
+		do(t, c, "POST", "/p", []byte("body"))
+	}
+	st := waitMirror(t, e, 5*time.Second)
+	if st.Sent != 6 || st.Failed != 0 || n.Load() != 6 {
+		t.Fatalf("6 copies answered without a body: %+v, shadow saw %d", st, n.Load())
+	}
+	for _, cl := range e.Current().Clusters {
+		for _, d := range cl.mirrorDests {
+			if v := d.up.inflight.Load(); v != 0 {
+				t.Fatalf("mirror pool %s in flight %d after every copy was answered", d.Address, v)
+			}
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(logs.String(), "panicked") {
+		t.Fatalf("log: %s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// startIdleOrigin is startOrigin with a keep-alive idle timeout: the server
+// closes connections idle for longer than idle.
+func startIdleOrigin(t testing.TB, h fasthttp.RequestHandler, idle time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h, IdleTimeout: idle, MaxRequestBodySize: 256 << 20}
+	go srv.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	return ln.Addr().String()
+}
+
+// Servers close idle keep-alive connections (Node after 5 s); fasthttp keeps
+// them 10 s and retries only GET/HEAD/PUT. A POST, main or copy, that lands
+// on such a connection must be sent again on a new one, not fail.
+func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
+	var mainN, shadowN atomic.Int64
+	mainAddr := startIdleOrigin(t, func(ctx *fasthttp.RequestCtx) { mainN.Add(1) }, 100*time.Millisecond)
+	shadowAddr := startIdleOrigin(t, func(ctx *fasthttp.RequestCtx) { shadowN.Add(1) }, 100*time.Millisecond)
+	e := mustEngine(t, mirrorConfig(mainAddr, `"MirrorCluster": "shadow0"`, shadowAddr), Options{})
+	c, _ := serveEngine(t, e)
+	const rounds = 4
+	for i := 0; i < rounds; i++ {
+		for _, body := range [][]byte{[]byte("small"), bytes.Repeat([]byte("b"), 256<<10)} {
+			if resp := do(t, c, "POST", "/", body); resp.StatusCode() != 200 {
+				t.Fatalf("round %d, %d-byte POST: status %d %s", i, len(body), resp.StatusCode(), resp.Body())
+			}
+		}
+		waitMirror(t, e, 5*time.Second)
+		time.Sleep(300 * time.Millisecond) // the origins close the idle connections
+	}
+	st := waitMirror(t, e, 5*time.Second)
+	if st.Sent != 2*rounds || st.Failed != 0 || mainN.Load() != 2*rounds || shadowN.Load() != 2*rounds {
+		t.Fatalf("main origin saw %d, shadow %d of %d; %+v", mainN.Load(), shadowN.Load(), 2*rounds, st)
+	}
+}
+
+// Regression: a request that had reserved its copy before Close and finished
+// after Close had drained the queue left the copy queued forever, its memory
+// charged, or sent it after Close returned.
+func TestMirrorCloseWaitsForRequestsInService(t *testing.T) {
+	sh := newShadow()
+	mainAddr := startOrigin(t, func(ctx *fasthttp.RequestCtx) { time.Sleep(200 * time.Millisecond) })
+	e := mustEngine(t, mirrorConfig(mainAddr, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
+	c, _ := serveEngine(t, e)
+	done := make(chan struct{})
+	go func() { do(t, c, "POST", "/", []byte("x")); close(done) }()
+	for e.mirror.entering.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	e.Close(ctx)
+	cancel()
+	st := e.MirrorStats()
+	if st.Sent != 1 || sh.n.Load() != 1 || st.Memory != 0 || st.Queued != 0 {
+		t.Fatalf("copy of a request in service during Close: %+v, shadow saw %d", st, sh.n.Load())
+	}
+	<-done
+	// After Close has given up (grace over), a late copy is dropped and
+	// its charge returned.
+	e2 := mustEngine(t, mirrorConfig(mainAddr, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
+	c2, _ := serveEngine(t, e2)
+	done2 := make(chan struct{})
+	go func() { do(t, c2, "POST", "/", []byte("x")); close(done2) }()
+	for e2.mirror.entering.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	e2.Close(ctx2)
+	cancel2()
+	<-done2
+	st = e2.MirrorStats()
+	if st.Dropped != 1 || st.Memory != 0 || st.Queued != 0 || st.Sent != 0 {
+		t.Fatalf("copy finished after Close gave up: %+v", st)
+	}
+}
