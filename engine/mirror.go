@@ -704,12 +704,11 @@ func compileMirror(rc *RouteConfig, lookup func(id string) *Cluster) (*routeMirr
 // copy's framing is vkp's, and a wrong Content-Length would make the shadow
 // read the body as a second request.
 func mirrorHeaderRefused(k string) bool {
-	if strings.EqualFold(k, "Content-Length") || strings.EqualFold(k, "Expect") {
-		return true
-	}
-	for _, h := range hopHeaders {
-		if strings.EqualFold(k, h) {
-			return true
+	for _, list := range [][]string{{"Content-Length"}, hopHeaders, requestOnlyHeaders} {
+		for _, h := range list {
+			if strings.EqualFold(k, h) {
+				return true
+			}
 		}
 	}
 	return false

@@ -144,40 +144,29 @@ func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
 
 // Regression: a request that had reserved its copy before Close and finished
 // after Close had drained the queue left the copy queued forever, its memory
-// charged, or sent it after Close returned.
+// charged, or sent it after Close returned. Within the grace period the copy
+// is sent; once the grace period is over it is dropped and its charge returned.
 func TestMirrorCloseWaitsForRequestsInService(t *testing.T) {
-	sh := newShadow()
 	mainAddr := startOrigin(t, func(ctx *fasthttp.RequestCtx) { time.Sleep(200 * time.Millisecond) })
-	e := mustEngine(t, mirrorConfig(mainAddr, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
-	c, _ := serveEngine(t, e)
-	done := make(chan struct{})
-	go func() { do(t, c, "POST", "/", []byte("x")); close(done) }()
-	for e.mirror.entering.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	e.Close(ctx)
-	cancel()
-	st := e.MirrorStats()
-	if st.Sent != 1 || sh.n.Load() != 1 || st.Memory != 0 || st.Queued != 0 {
-		t.Fatalf("copy of a request in service during Close: %+v, shadow saw %d", st, sh.n.Load())
-	}
-	<-done
-	// After Close has given up (grace over), a late copy is dropped and
-	// its charge returned.
-	e2 := mustEngine(t, mirrorConfig(mainAddr, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
-	c2, _ := serveEngine(t, e2)
-	done2 := make(chan struct{})
-	go func() { do(t, c2, "POST", "/", []byte("x")); close(done2) }()
-	for e2.mirror.entering.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	e2.Close(ctx2)
-	cancel2()
-	<-done2
-	st = e2.MirrorStats()
-	if st.Dropped != 1 || st.Memory != 0 || st.Queued != 0 || st.Sent != 0 {
-		t.Fatalf("copy finished after Close gave up: %+v", st)
+	for _, tt := range []struct {
+		grace         time.Duration
+		sent, dropped uint64
+	}{{5 * time.Second, 1, 0}, {20 * time.Millisecond, 0, 1}} {
+		sh := newShadow()
+		e := mustEngine(t, mirrorConfig(mainAddr, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
+		c, _ := serveEngine(t, e)
+		done := make(chan struct{})
+		go func() { do(t, c, "POST", "/", []byte("x")); close(done) }()
+		for e.mirror.entering.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), tt.grace)
+		e.Close(ctx)
+		cancel()
+		<-done
+		st := e.MirrorStats()
+		if st.Sent != tt.sent || st.Dropped != tt.dropped || uint64(sh.n.Load()) != tt.sent || st.Memory != 0 || st.Queued != 0 {
+			t.Fatalf("grace %v, request in service during Close: %+v, shadow saw %d", tt.grace, st, sh.n.Load())
+		}
 	}
 }
