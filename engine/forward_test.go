@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"net"
@@ -307,5 +308,61 @@ func TestConnectionCannotNameFramingHeaders(t *testing.T) {
 	stripHopRequest(&h)
 	if h.ContentLength() != 5 || string(h.Host()) != "example.com" || h.Peek("X-Hop") != nil {
 		t.Fatalf("after strip: Content-Length %d, Host %q, X-Hop %q", h.ContentLength(), h.Host(), h.Peek("X-Hop"))
+	}
+}
+
+// Every hop-by-hop name is dropped whatever its case on the wire, Expect only
+// from requests, and every other header stays.
+func TestStripHopEveryName(t *testing.T) {
+	if hopHeaders[0] != "Connection" || len(stripNames) > 32 {
+		t.Fatalf("scanHop's bit layout no longer matches hopHeaders")
+	}
+	var lines strings.Builder
+	for i, k := range stripNames {
+		if i%2 == 1 {
+			k = strings.ToLower(k)
+		}
+		if k == "Transfer-Encoding" || k == "Connection" {
+			continue // framing and connection state: set below as fasthttp sees them
+		}
+		lines.WriteString(k + ": v\r\n")
+	}
+	lines.WriteString("Connection: keep-alive\r\nX-Kept: 1\r\nproxy-unknown: 1\r\nExpectation: kept\r\n\r\n")
+	var req fasthttp.RequestHeader
+	var resp fasthttp.ResponseHeader
+	if err := req.Read(bufio.NewReader(strings.NewReader("GET / HTTP/1.1\r\nHost: x\r\n" + lines.String()))); err != nil {
+		t.Fatal(err)
+	}
+	if err := resp.Read(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + lines.String()))); err != nil {
+		t.Fatal(err)
+	}
+	req.Set("Transfer-Encoding", "v")
+	resp.Set("Transfer-Encoding", "v")
+	stripHopRequest(&req)
+	stripHopResponse(&resp)
+	left := func(all headerSeq) map[string]string {
+		m := map[string]string{}
+		for k, v := range all {
+			m[strings.ToLower(string(k))] = string(v)
+		}
+		return m
+	}
+	reqLeft, respLeft := left(req.All()), left(resp.All())
+	for _, k := range stripNames {
+		k = strings.ToLower(k)
+		if v, ok := reqLeft[k]; ok {
+			t.Errorf("request kept %s: %q", k, v)
+		}
+		if v, ok := respLeft[k]; ok && k != "expect" {
+			t.Errorf("response kept %s: %q", k, v)
+		}
+	}
+	if respLeft["expect"] != "v" {
+		t.Errorf("response lost Expect, a request-only name: %q", respLeft["expect"])
+	}
+	for name, h := range map[string]interface{ Peek(string) []byte }{"request": &req, "response": &resp} {
+		if h.Peek("Proxy-Unknown") != nil || string(h.Peek("X-Kept")) != "1" || string(h.Peek("Expectation")) != "kept" {
+			t.Errorf("%s: Proxy-Unknown %q, X-Kept %q, Expectation %q", name, h.Peek("Proxy-Unknown"), h.Peek("X-Kept"), h.Peek("Expectation"))
+		}
 	}
 }
