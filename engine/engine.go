@@ -232,7 +232,7 @@ func (e *Engine) Close(ctx context.Context) {
 	flushed, dropped := e.mirror.close(ctx)
 	st := e.mirror.Stats()
 	e.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped,
-		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "skipped", st.Skipped,
+		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "dropped_down", st.DroppedDown, "skipped", st.Skipped,
 		"body_bytes", st.BodyBytes)
 }
 

@@ -41,7 +41,8 @@ import (
 const (
 	// DefaultMirrorInflight covers a 100 ms shadow at 2,000 mirrored req/s
 	// (~200 copies in flight) with room to spare. It is also how many
-	// copies a hanging shadow receives per MirrorTimeout: sends to it are
+	// copies a hanging shadow receives in its first MirrorTimeout, before
+	// the timeouts mark it down (mirror_breaker.go): sends to it are
 	// written, then wait for the timeout, so the limit (not the memory
 	// budget) bounds that traffic. 1024 sent 1 GiB of 1 MiB copies per 5 s
 	// to a hanging shadow and cost the main path ~1.6x its p99.
@@ -72,18 +73,19 @@ func init() {
 
 // MirrorStats are the mirror's counters since the engine started.
 type MirrorStats struct {
-	Due        uint64        // copies selected for sending (sampling passed)
-	Sent       uint64        // copies the shadow answered (any status)
-	Failed     uint64        // copies that met a connect/IO error or timeout
-	Dropped    uint64        // copies refused by the queue, in-flight limit or memory budget, or cut at shutdown
-	Skipped    uint64        // requests not copied because the body exceeds MirrorMaxBodySize
-	BodyBytes  uint64        // request body bytes of the copies the shadow answered
-	Inflight   int64         // copies being sent now
-	Queued     int64         // copies waiting for a sender
-	Memory     int64         // bytes charged: bodies not yet written to the shadow + MirrorCopyCost per copy not yet answered
-	LatencyN   uint64        // number of latency samples (== Sent + Failed)
-	LatencySum time.Duration // sum of send latencies
-	LatencyMax time.Duration // largest send latency
+	Due         uint64        // copies selected for sending (sampling passed)
+	Sent        uint64        // copies the shadow answered (any status)
+	Failed      uint64        // copies that met a connect/IO error or timeout
+	Dropped     uint64        // copies refused by the queue, in-flight limit or memory budget, cut at shutdown, or for a shadow that is down
+	DroppedDown uint64        // of Dropped: copies for a shadow whose destinations were all down (mirror_breaker.go)
+	Skipped     uint64        // requests not copied because the body exceeds MirrorMaxBodySize
+	BodyBytes   uint64        // request body bytes of the copies the shadow answered
+	Inflight    int64         // copies being sent now
+	Queued      int64         // copies waiting for a sender
+	Memory      int64         // bytes charged: bodies not yet written to the shadow + MirrorCopyCost per copy not yet answered
+	LatencyN    uint64        // number of latency samples (== Sent + Failed)
+	LatencySum  time.Duration // sum of send latencies
+	LatencyMax  time.Duration // largest send latency
 }
 
 // routeMirror is a route's compiled mirror settings.
@@ -151,6 +153,7 @@ type mirrorer struct {
 	wg       sync.WaitGroup
 
 	due, sent, failed, dropped, skipped, bodyBytes atomic.Uint64
+	droppedDown                                    atomic.Uint64
 	latN, latSum, latMax                           atomic.Uint64
 
 	lastFailLog atomic.Int64 // unix nanos of the last failure log line
@@ -171,7 +174,7 @@ func newMirrorer(o Options, log *slog.Logger) *mirrorer {
 func (m *mirrorer) Stats() MirrorStats {
 	return MirrorStats{
 		Due: m.due.Load(), Sent: m.sent.Load(), Failed: m.failed.Load(), Dropped: m.dropped.Load(),
-		Skipped: m.skipped.Load(), BodyBytes: m.bodyBytes.Load(), Inflight: m.inflight.Load(),
+		DroppedDown: m.droppedDown.Load(), Skipped: m.skipped.Load(), BodyBytes: m.bodyBytes.Load(), Inflight: m.inflight.Load(),
 		Queued: int64(len(m.queue)), Memory: m.memory.Load(), LatencyN: m.latN.Load(),
 		LatencySum: time.Duration(m.latSum.Load()), LatencyMax: time.Duration(m.latMax.Load()),
 	}
@@ -197,6 +200,11 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 			return
 		}
 		m.due.Add(uint64(len(rm.clusters)))
+		if !rm.anyUp() {
+			m.dropDown(uint64(len(rm.clusters)))
+			next(ctx)
+			return
+		}
 		// Reserve before doing any work, so a full budget costs nothing.
 		// The budget counts what is held: the buffer's capacity, which
 		// fasthttp's pooling can make larger than the body.
@@ -230,6 +238,23 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 			m.submit(j)
 		}
 	}
+}
+
+// anyUp reports whether some mirror cluster of the route has a destination
+// that could take a copy now. Copies for clusters that are down are dropped
+// by send; when all are, mirrorStage drops the copies before any work.
+func (m *routeMirror) anyUp() bool {
+	for _, c := range m.clusters {
+		if c.mirrorUp() {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *mirrorer) dropDown(n uint64) {
+	m.dropped.Add(n)
+	m.droppedDown.Add(n)
 }
 
 // reserve charges n body bytes and the per-copy cost for k copies and returns
@@ -369,12 +394,19 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	}()
 	m.inflight.Add(1)
 	defer m.inflight.Add(-1)
-	d := j.cluster.pickForMirror(j)
-	if d == nil {
+	if len(j.cluster.mirrorDests) == 0 {
 		m.failed.Add(1)
 		m.noteFailure(j, nil, ErrNoDestination)
 		return
 	}
+	d, probe := j.cluster.acquireMirror(j)
+	if d == nil {
+		m.dropDown(1)
+		return
+	}
+	// A send that panics leaves err as it is: a failure for the breaker.
+	err := errMirrorAborted
+	defer func() { m.noteOutcome(d, probe, err) }()
 	if j.bodyLen == 0 {
 		j.releaseBody()
 	}
@@ -382,7 +414,7 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	deadline := start.Add(j.rm.timeout)
 	// fasthttp does not retry requests with a body stream; a copy refused
 	// by stale connections is sent again here (nothing of it was written).
-	err := m.sendOnce(j, d, req, resp, deadline)
+	err = m.sendOnce(j, d, req, resp, deadline)
 	for try := 1; errors.Is(err, errStaleConn) && try < maxUpstreamAttempts; try++ {
 		req.Reset()
 		resp.Reset()
@@ -434,6 +466,23 @@ func (m *mirrorer) sendOnce(j *mirrorJob, d *Destination, req *fasthttp.Request,
 		err = cerr
 	}
 	return err
+}
+
+var errMirrorAborted = errors.New("vkp: mirror send aborted")
+
+// noteOutcome tells d's breaker how a copy went, and logs when d goes down
+// or comes back.
+func (m *mirrorer) noteOutcome(d *Destination, probe bool, err error) {
+	if err == nil {
+		if d.up.brk.success(probe) {
+			m.log.Info("mirror destination back", "destination", d.Address)
+		}
+		return
+	}
+	if backoff := d.up.brk.failure(probe, time.Now().UnixNano()); backoff > 0 {
+		m.log.Warn("mirror destination down: copies to it are dropped until a probe succeeds",
+			"destination", d.Address, "next_probe_in", backoff.String(), "last_error", err.Error())
+	}
 }
 
 // noteFailure logs mirror failures at most once a second, with a count:
