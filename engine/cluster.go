@@ -14,7 +14,6 @@ type upstream struct {
 	key      string // "http://addr" or "https://addr" plus TLS options
 	hc       *fasthttp.HostClient
 	inflight atomic.Int64
-	brk      breaker // mirror pools only (mirror_breaker.go)
 }
 
 // Destination is one configured destination of a cluster in one snapshot.

@@ -149,12 +149,14 @@ func (e *Engine) build(cfg *Config) (*Snapshot, error) {
 			return nil, err
 		}
 		if r.mirror != nil {
+			r.mirror.routeID = rc.ID
 			for _, c := range r.mirror.clusters {
 				if c.mirrorDests == nil {
 					if c.mirrorDests, err = e.destinations(c.cfg, true); err != nil {
 						return nil, err
 					}
 				}
+				r.mirror.brks = append(r.mirror.brks, make([]breaker, len(c.mirrorDests)))
 			}
 		}
 		r.handler = e.chain(r)

@@ -40,7 +40,7 @@ var errStaleConn = errors.New("vkp: upstream closed the idle keep-alive connecti
 type liveConn struct {
 	net.Conn
 	rc   syscall.RawConn
-	last atomic.Int64 // unix nanoseconds of the last write
+	last atomic.Int64 // monoNow of the last write
 }
 
 func newLiveConn(c net.Conn) net.Conn {
@@ -53,12 +53,12 @@ func newLiveConn(c net.Conn) net.Conn {
 		return c
 	}
 	lc := &liveConn{Conn: c, rc: rc}
-	lc.last.Store(time.Now().UnixNano())
+	lc.last.Store(monoNow())
 	return lc
 }
 
 func (c *liveConn) Write(p []byte) (int, error) {
-	now := time.Now().UnixNano()
+	now := monoNow()
 	if now-c.last.Load() >= int64(staleCheckAfter) && !peerOpen(c.rc) {
 		return 0, errStaleConn
 	}

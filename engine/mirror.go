@@ -96,6 +96,8 @@ type routeMirror struct {
 	timeout   time.Duration
 	headers   [][2]string
 	seq       atomic.Uint64 // sampling counter
+	brks      [][]breaker   // [cluster][mirror destination]: mirror_breaker.go
+	routeID   string
 }
 
 // sample spreads the chosen requests evenly: request n is chosen when
@@ -124,6 +126,7 @@ type mirrorJob struct {
 	ipLen    int
 	tls      bool
 	cluster  *Cluster
+	brks     []breaker // the route's breakers for cluster's mirror destinations
 	stream   mirrorBody
 	written  bool         // this job no longer needs the body
 	owner    *mirrorJob   // siblings only: the job whose body they share
@@ -200,7 +203,7 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 			return
 		}
 		m.due.Add(uint64(len(rm.clusters)))
-		if !rm.anyUp() {
+		if !rm.anyClusterUp() {
 			m.dropDown(uint64(len(rm.clusters)))
 			next(ctx)
 			return
@@ -228,24 +231,25 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 			m.memory.Add(extra)
 			job.bodyCost += extra
 		}
-		for _, c := range rm.clusters {
+		for i, c := range rm.clusters {
 			j := job
 			if len(rm.clusters) > 1 {
 				j = job.fork(c)
 			} else {
 				job.cluster = c
 			}
+			j.brks = rm.brks[i]
 			m.submit(j)
 		}
 	}
 }
 
-// anyUp reports whether some mirror cluster of the route has a destination
-// that could take a copy now. Copies for clusters that are down are dropped
-// by send; when all are, mirrorStage drops the copies before any work.
-func (m *routeMirror) anyUp() bool {
-	for _, c := range m.clusters {
-		if c.mirrorUp() {
+// anyClusterUp reports whether some mirror cluster of the route has a
+// destination that could take a copy now. Copies for clusters that are down
+// are dropped by send; when all are, mirrorStage drops them before any work.
+func (m *routeMirror) anyClusterUp() bool {
+	for i := range m.clusters {
+		if m.anyUp(i) {
 			return true
 		}
 	}
@@ -399,14 +403,14 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 		m.noteFailure(j, nil, ErrNoDestination)
 		return
 	}
-	d, probe := j.cluster.acquireMirror(j)
+	d, brk, probe := j.acquireDest()
 	if d == nil {
 		m.dropDown(1)
 		return
 	}
 	// A send that panics leaves err as it is: a failure for the breaker.
 	err := errMirrorAborted
-	defer func() { m.noteOutcome(d, probe, err) }()
+	defer func() { m.noteOutcome(j, d, brk, probe, err) }()
 	if j.bodyLen == 0 {
 		j.releaseBody()
 	}
@@ -472,16 +476,17 @@ var errMirrorAborted = errors.New("vkp: mirror send aborted")
 
 // noteOutcome tells d's breaker how a copy went, and logs when d goes down
 // or comes back.
-func (m *mirrorer) noteOutcome(d *Destination, probe bool, err error) {
+func (m *mirrorer) noteOutcome(j *mirrorJob, d *Destination, b *breaker, probe bool, err error) {
 	if err == nil {
-		if d.up.brk.success(probe) {
-			m.log.Info("mirror destination back", "destination", d.Address)
+		if b.success(probe) {
+			m.log.Info("mirror destination back", "route", j.rm.routeID, "destination", d.Address)
 		}
 		return
 	}
-	if backoff := d.up.brk.failure(probe, time.Now().UnixNano()); backoff > 0 {
-		m.log.Warn("mirror destination down: copies to it are dropped until a probe succeeds",
-			"destination", d.Address, "next_probe_in", backoff.String(), "last_error", err.Error())
+	if backoff := b.failure(probe, monoNow()); backoff > 0 {
+		m.log.Warn("mirror destination down for this route: its copies are dropped until a probe succeeds",
+			"route", j.rm.routeID, "cluster", j.cluster.ID, "destination", d.Address,
+			"next_probe_in", backoff.String(), "last_error", err.Error())
 	}
 }
 
@@ -549,6 +554,7 @@ func (j *mirrorJob) reset() {
 	j.body = nil
 	j.bodyLen = 0
 	j.cluster = nil
+	j.brks = nil
 	j.owner = nil
 	j.rm = nil
 	j.stream = mirrorBody{}
@@ -620,19 +626,17 @@ func (b *mirrorBody) Close() error {
 	return nil
 }
 
-// pickForMirror picks among the cluster's mirror destinations with the
-// cluster's own policy. Mirror pools are separate from the main ones, so
-// mirror sends never skew the main traffic's LeastRequests/P2C choices.
-func (c *Cluster) pickForMirror(j *mirrorJob) *Destination {
-	switch len(c.mirrorDests) {
-	case 0:
-		return nil
-	case 1:
-		return c.mirrorDests[0]
+// pickForMirror picks among dests (the cluster's mirror destinations, or
+// those of them that are up) with the cluster's own policy. Mirror pools are
+// separate from the main ones, so mirror sends never skew the main traffic's
+// LeastRequests/P2C choices.
+func (c *Cluster) pickForMirror(j *mirrorJob, dests []*Destination) *Destination {
+	if len(dests) == 1 {
+		return dests[0]
 	}
 	ctx := mirrorCtxPool.Get().(*fasthttp.RequestCtx)
 	j.header.CopyTo(&ctx.Request.Header)
-	d := c.picker.Pick(ctx, c.mirrorDests)
+	d := c.picker.Pick(ctx, dests)
 	ctx.Request.Reset()
 	mirrorCtxPool.Put(ctx)
 	return d

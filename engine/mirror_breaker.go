@@ -8,27 +8,31 @@ import (
 // A shadow that is down (refusing connections, resetting them, or not
 // answering within MirrorTimeout) would otherwise cost vkp a connection
 // attempt, a body hand-off and a queue slot for every copy, and a hanging
-// one would hold --mirror-inflight copies at all times. So each mirror
-// destination has a breaker:
+// one would hold --mirror-inflight copies at all times. So each route keeps
+// a breaker per mirror destination:
 //
-//   - After breakerTrip consecutive copies to it failed on the transport
-//     (connect, write, read or timeout; any HTTP status, 5xx included, is an
-//     answer and counts as delivered), it is down for a backoff of
-//     breakerBackoffMin, doubling on every failed probe up to
-//     breakerBackoffMax.
-//   - While it is down, copies for it are dropped before any work is done
-//     (no body hand-off, no memory charged) and counted in Dropped and
-//     DroppedDown. In a cluster with several destinations, the policy's
-//     pick moves on to the next destination that is up.
+//   - After breakerTrip consecutive copies from the route to it failed on
+//     the transport (connect, write, read or timeout; any HTTP status, 5xx
+//     included, is an answer and counts as delivered), it is down for the
+//     route for a backoff of breakerBackoffMin, doubling on every failed
+//     probe up to breakerBackoffMax.
+//   - While it is down, the route's copies for it are dropped before any
+//     work is done (no body hand-off, no memory charged) and counted in
+//     Dropped and DroppedDown. In a cluster with several destinations, the
+//     cluster's policy picks among the ones that are up, so their shares
+//     stay even (LeastRequests would otherwise favour the idle, down one).
 //   - When the backoff has passed, one copy goes through as a probe; its
 //     answer brings the destination back, its failure starts a longer
 //     backoff. A shadow that comes back is thus used again within
 //     breakerBackoffMax plus one MirrorTimeout.
 //
-// The state lives with the mirror connection pool of the address, so it
-// outlasts config snapshots. The main path has no breaker here: it reports
-// each failure to its client, and passive health checks are the cluster's
-// HealthCheck setting.
+// Per route, because MirrorTimeout is per route: a route whose copies time
+// out on a slow endpoint must not stop another route's copies to the same
+// shadow. A refusing shadow is thus learnt once per route, and the state
+// starts over with each config snapshot. The main path has no breaker here:
+// it reports each failure to its client, and passive health checks are the
+// cluster's HealthCheck setting. Times are monotonic (monoNow), so a step of
+// the wall clock cannot hold a destination down.
 const (
 	breakerTrip       = 5
 	breakerBackoffMin = time.Second
@@ -42,50 +46,87 @@ type breaker struct {
 	probing  atomic.Bool  // a probe copy is out
 }
 
-// mirrorUp reports whether some mirror destination of c could take a copy
-// now (as a probe, if its backoff has passed). It claims nothing: the mirror
-// stage asks it before doing any work for a copy. Reading the clock only
-// when a destination is down keeps the common case at one atomic load.
-func (c *Cluster) mirrorUp() bool {
+// monoNow is nanoseconds on the monotonic clock since the process started;
+// never 0 in practice, which breaker.downTill uses for "up".
+func monoNow() int64 { return int64(time.Since(monoStart)) }
+
+var monoStart = time.Now()
+
+// upAt reports whether a copy could be sent now (as a probe, if the backoff
+// has passed). It claims nothing.
+func (b *breaker) upAt(now int64) bool {
+	t := b.downTill.Load()
+	return t == 0 || (now >= t && !b.probing.Load())
+}
+
+// anyUp reports whether one of the route's mirror destinations in cluster i
+// could take a copy now. The mirror stage asks before doing any work for a
+// copy; reading the clock only when a destination is down keeps the common
+// case at one atomic load.
+func (m *routeMirror) anyUp(i int) bool {
 	var now int64
-	for _, d := range c.mirrorDests {
-		b := &d.up.brk
-		t := b.downTill.Load()
-		if t == 0 {
+	for k := range m.brks[i] {
+		b := &m.brks[i][k]
+		if b.downTill.Load() == 0 {
 			return true
 		}
 		if now == 0 {
-			now = time.Now().UnixNano()
+			now = monoNow()
 		}
-		if now >= t && !b.probing.Load() {
+		if b.upAt(now) {
 			return true
 		}
 	}
 	return false
 }
 
-// acquireMirror claims a destination for j: the policy's pick if it is up,
-// else the next one in the cluster that is. nil: all are down.
-func (c *Cluster) acquireMirror(j *mirrorJob) (d *Destination, probe bool) {
-	first := c.pickForMirror(j)
-	if first == nil {
-		return nil, false
-	}
-	now := time.Now().UnixNano()
-	if ok, probe := first.up.brk.acquire(now); ok {
-		return first, probe
-	}
-	i := 0
-	for i < len(c.mirrorDests) && c.mirrorDests[i] != first {
-		i++
-	}
-	for k := 1; k < len(c.mirrorDests); k++ {
-		d := c.mirrorDests[(i+k)%len(c.mirrorDests)]
-		if ok, probe := d.up.brk.acquire(now); ok {
-			return d, probe
+// acquireDest claims a destination of j's cluster for j with the cluster's
+// policy: over all of them while none is down, else over the ones that are
+// up. nil: every destination is down for this route.
+func (j *mirrorJob) acquireDest() (d *Destination, b *breaker, probe bool) {
+	dests, brks := j.cluster.mirrorDests, j.brks
+	allUp := true
+	for k := range brks {
+		if brks[k].downTill.Load() != 0 {
+			allUp = false
+			break
 		}
 	}
-	return nil, false
+	now := monoNow()
+	if allUp {
+		d = j.cluster.pickForMirror(j, dests)
+		b = &brks[destIndex(dests, d)]
+		if ok, probe := b.acquire(now); ok {
+			return d, b, probe
+		}
+	}
+	var buf [16]*Destination
+	up := buf[:0]
+	for k := range brks {
+		if brks[k].upAt(now) {
+			up = append(up, dests[k])
+		}
+	}
+	for len(up) > 0 {
+		d = j.cluster.pickForMirror(j, up)
+		b = &brks[destIndex(dests, d)]
+		if ok, probe := b.acquire(now); ok {
+			return d, b, probe
+		}
+		i := destIndex(up, d) // lost a race for the probe: pick among the rest
+		up[i] = up[len(up)-1]
+		up = up[:len(up)-1]
+	}
+	return nil, nil, false
+}
+
+func destIndex(ds []*Destination, d *Destination) int {
+	for i := range ds {
+		if ds[i] == d {
+			return i
+		}
+	}
+	panic("vkp: picked destination not in the list")
 }
 
 // acquire claims the right to send a copy: always when up, once (the

@@ -151,3 +151,63 @@ func TestMirrorBreakerMovesToLiveDestination(t *testing.T) {
 		t.Fatalf("stats %+v, live shadow got %d; want %d failed on the dead destination and the rest at the live one", st, sh.n.Load(), breakerTrip)
 	}
 }
+
+// MirrorTimeout is per route, so is the breaker: a route whose copies time
+// out on a slow endpoint does not stop another route's copies to the same
+// shadow.
+func TestMirrorBreakerIsPerRoute(t *testing.T) {
+	sh := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+	})
+	main := startOrigin(t, mainOrigin)
+	cfg := `{"ReverseProxy": {
+	  "Routes": {
+	    "slow": {"ClusterId": "main", "Match": {"Paths": ["/slow"]}, "Metadata": {"MirrorCluster": "shadow", "MirrorTimeout": "50ms"}},
+	    "fast": {"ClusterId": "main", "Match": {"Paths": ["/fast"]}, "Metadata": {"MirrorCluster": "shadow"}}},
+	  "Clusters": {
+	    "main": {"Destinations": [{"Address": "http://` + main + `"}]},
+	    "shadow": {"Destinations": [{"Address": "http://` + sh + `"}]}}}}`
+	e := mustEngine(t, cfg, Options{})
+	c, _ := serveEngine(t, e)
+	for _, path := range []string{"/slow", "/fast"} {
+		for i := 0; i < 10; i++ {
+			if resp := do(t, c, "POST", path, []byte("payload")); resp.StatusCode() != 200 {
+				t.Fatalf("%s %d: %d", path, i, resp.StatusCode())
+			}
+			waitMirror(t, e, 10*time.Second)
+		}
+	}
+	st := e.MirrorStats()
+	if st.Failed != breakerTrip || st.DroppedDown != 10-breakerTrip || st.Sent != 10 {
+		t.Fatalf("stats %+v: want the slow route's copies to time out %d times then be dropped, and all 10 of the fast route's sent", st, breakerTrip)
+	}
+}
+
+// While one destination of a cluster is down, the policy picks among the
+// others, so they share its traffic evenly.
+func TestMirrorBreakerKeepsSharesEven(t *testing.T) {
+	a, b := newShadow(), newShadow()
+	liveA, liveB := startOrigin(t, a.handler(0)), startOrigin(t, b.handler(0))
+	main := startOrigin(t, mainOrigin)
+	cfg := `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "main", "Match": {"Paths": ["*"]}, "Metadata": {"MirrorCluster": "shadow"}}},
+	  "Clusters": {
+	    "main": {"Destinations": [{"Address": "http://` + main + `"}]},
+	    "shadow": {"LoadBalancingPolicy": "RoundRobin", "Destinations": [
+	      {"Address": "http://` + liveA + `"}, {"Address": "http://` + deadAddr(t) + `"}, {"Address": "http://` + liveB + `"}]}}}}`
+	e := mustEngine(t, cfg, Options{})
+	c, _ := serveEngine(t, e)
+	for i := 0; i < 60; i++ {
+		if resp := do(t, c, "POST", "/x", []byte("payload")); resp.StatusCode() != 200 {
+			t.Fatalf("main request %d: %d", i, resp.StatusCode())
+		}
+		waitMirror(t, e, 10*time.Second)
+	}
+	st := e.MirrorStats()
+	na, nb := a.n.Load(), b.n.Load()
+	if st.Failed != breakerTrip || st.Sent != 60-breakerTrip || na+nb != 60-breakerTrip || na-nb > 2 || nb-na > 2 {
+		t.Fatalf("stats %+v; live destinations got %d and %d: want the dead one's share split evenly", st, na, nb)
+	}
+}
