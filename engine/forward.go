@@ -112,13 +112,27 @@ func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, 
 	clientHost := h.Host()
 	stripHopRequest(h)
 
+	// The client's address goes after every X-Forwarded-For line, joined
+	// into one: appended to the first of several lines, it would sit
+	// before addresses the client wrote, and a service taking the last
+	// entry as the client's would take one the client chose.
 	sb := pool.Scratch.Get()
-	sb.B = append(sb.B[:0], h.Peek("X-Forwarded-For")...)
-	if len(sb.B) > 0 {
-		sb.B = append(sb.B, ", "...)
+	sb.B = sb.B[:0]
+	xff := h.PeekAll("X-Forwarded-For")
+	for _, v := range xff {
+		if len(v) > 0 {
+			sb.B = append(append(sb.B, v...), ", "...)
+		}
 	}
 	sb.B = append(sb.B, clientIP...)
-	h.SetBytesV("X-Forwarded-For", sb.B)
+	if len(xff) > 1 {
+		rep := saveRepeated(h.All())
+		h.Del("X-Forwarded-For")
+		h.SetBytesV("X-Forwarded-For", sb.B)
+		rep.restore("X-Forwarded-For", h.PeekBytes, h.DelBytes, h.AddBytesKV)
+	} else {
+		h.SetBytesV("X-Forwarded-For", sb.B)
+	}
 	if isTLS {
 		h.SetBytesV("X-Forwarded-Proto", strHTTPS)
 	} else {
@@ -172,10 +186,14 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 // normalizes its key and scans every header, which on small requests cost
 // about 5% of vkp's CPU when it was done for every name.
 func stripHopRequest(h *fasthttp.RequestHeader) {
-	set, proxy := scanHop(h.All())
+	set, proxy, dup := scanHop(h.All())
+	var rep *repeated
+	if dup && (set != 0 || proxy) {
+		rep = saveRepeated(h.All())
+	}
 	// Headers named by Connection are hop-by-hop too.
 	if set&hopConnection != 0 {
-		delConnectionTokens(h.Peek("Connection"), h.Del)
+		delConnectionTokens(h.PeekAll("Connection"), h.Del)
 	}
 	for i, k := range stripNames {
 		if set&(1<<i) != 0 {
@@ -189,13 +207,18 @@ func stripHopRequest(h *fasthttp.RequestHeader) {
 	if proxy {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}
+	rep.restore("", h.PeekBytes, h.DelBytes, h.AddBytesKV)
 }
 
 func stripHopResponse(h *fasthttp.ResponseHeader) {
-	set, proxy := scanHop(h.All())
+	set, proxy, dup := scanHop(h.All())
 	set &= 1<<len(hopHeaders) - 1 // requestOnlyHeaders stay in responses
+	var rep *repeated
+	if dup && (set != 0 || proxy) {
+		rep = saveRepeated(h.All())
+	}
 	if set&hopConnection != 0 {
-		delConnectionTokens(h.Peek("Connection"), h.Del)
+		delConnectionTokens(h.PeekAll("Connection"), h.Del)
 	}
 	for i, k := range stripNames {
 		if set&(1<<i) != 0 {
@@ -211,6 +234,7 @@ func stripHopResponse(h *fasthttp.ResponseHeader) {
 	if proxy {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}
+	rep.restore("", h.PeekBytes, h.DelBytes, h.AddBytesKV)
 }
 
 // stripNames is hopHeaders then requestOnlyHeaders: bit i of scanHop's set
@@ -219,39 +243,107 @@ var stripNames = append(append([]string(nil), hopHeaders...), requestOnlyHeaders
 
 const hopConnection = 1 << 0 // hopHeaders[0] is Connection
 
-// scanHop reports which of stripNames the headers hold, and whether any
-// header's name starts with Proxy- (those are all dropped, known or not).
-func scanHop(all headerSeq) (set uint32, proxy bool) {
+// scanHop reports which of stripNames the headers hold, whether any
+// header's name starts with Proxy- (those are all dropped, known or not),
+// and whether some other name may occur more than once (a 64-bit filter on
+// the name's length and ends: false positives only cost the slow path).
+func scanHop(all headerSeq) (set uint32, proxy, dup bool) {
+	var seen uint64
 	for k := range all {
 		if len(k) > len(strProxy) && asciiEqualFold(k[:len(strProxy)], "proxy-") {
 			proxy = true
 			continue
 		}
+		hop := false
 		for i, name := range stripNames {
 			if asciiEqualFold(k, name) {
 				set |= 1 << i
+				hop = true
 				break
 			}
 		}
+		if !hop && len(k) > 0 {
+			bit := uint64(1) << ((uint(len(k))*7 + uint(k[0]|0x20) + uint(k[len(k)-1]|0x20)) & 63)
+			dup = dup || seen&bit != 0
+			seen |= bit
+		}
 	}
-	return set, proxy
+	return set, proxy, dup
 }
 
-// delConnectionTokens deletes the headers a Connection value names, except
+// repeated keeps, in order, the lines of the header names that occur more
+// than once. fasthttp's Del moves the last header into the deleted one's
+// place, which can swap two lines of one field, and a proxy must not change
+// their order (RFC 9110 section 5.3): X-Forwarded-For, Via, Link or
+// WWW-Authenticate mean something else reordered. restore deletes each such
+// field and adds its lines back in their first order. Only messages that
+// repeat a name and lose a header take this path, so it may allocate.
+type repeated struct{ kv [][2][]byte }
+
+func saveRepeated(all headerSeq) *repeated {
+	var lines [][2][]byte
+	for k, v := range all {
+		lines = append(lines, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+	}
+	r := &repeated{}
+	for _, l := range lines {
+		n := 0
+		for _, m := range lines {
+			if bytes.EqualFold(l[0], m[0]) {
+				n++
+			}
+		}
+		if n > 1 {
+			r.kv = append(r.kv, l)
+		}
+	}
+	return r
+}
+
+// restore puts r's fields back in order, except skip (a field the caller
+// has rewritten) and fields deleted meanwhile (named by Connection). All of
+// them are deleted before any line is added back: a Del after an Add could
+// move an added line.
+func (r *repeated) restore(skip string, peek func([]byte) []byte, del func([]byte), add func(k, v []byte)) {
+	if r == nil {
+		return
+	}
+	keep := r.kv[:0]
+	for _, l := range r.kv {
+		if !asciiEqualFold(l[0], skip) && peek(l[0]) != nil {
+			keep = append(keep, l)
+		}
+	}
+	for _, l := range keep {
+		del(l[0]) // the second Del of a name finds nothing
+	}
+	for _, l := range keep {
+		add(l[0], l[1])
+	}
+}
+
+// delConnectionTokens deletes the headers the Connection lines name, except
 // the ones that frame the message or name its target (Content-Length,
 // Transfer-Encoding, Host): a client must not be able to make vkp forward a
-// body under a length it did not send. v is copied first (deleting headers
-// reshuffles the buffer Peek points into); values over 256 bytes, rare, are
-// copied to the heap rather than cut mid-token.
-func delConnectionTokens(v []byte, del func(string)) {
-	if len(v) == 0 {
+// body under a length it did not send. Every Connection line counts, not
+// just the first. The values are copied first (deleting headers reshuffles
+// the buffer they point into); over 256 bytes in all, rare, they are copied
+// to the heap rather than cut mid-token.
+func delConnectionTokens(vals [][]byte, del func(string)) {
+	n := 0
+	for _, v := range vals {
+		n += len(v) + 1
+	}
+	if n == 0 {
 		return
 	}
 	var cbuf [256]byte
-	if len(v) <= len(cbuf) {
-		v = cbuf[:copy(cbuf[:], v)]
-	} else {
-		v = bytes.Clone(v)
+	v := cbuf[:0]
+	if n > len(cbuf) {
+		v = make([]byte, 0, n)
+	}
+	for _, x := range vals {
+		v = append(append(v, x...), ',')
 	}
 	for len(v) > 0 {
 		var tok []byte

@@ -366,3 +366,52 @@ func TestStripHopEveryName(t *testing.T) {
 		}
 	}
 }
+
+// Removing a hop-by-hop header must not reorder the lines of a repeated
+// field (RFC 9110 section 5.3), X-Forwarded-For lines are joined with the
+// client's address last, and every Connection line names hop-by-hop headers.
+func TestForwardKeepsRepeatedFieldOrder(t *testing.T) {
+	type seen struct{ accept, xff, secret, via string }
+	got := make(chan seen, 1)
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		h := &ctx.Request.Header
+		join := func(k string) string {
+			var parts []string
+			for _, v := range h.PeekAll(k) {
+				parts = append(parts, string(v))
+			}
+			return strings.Join(parts, " | ")
+		}
+		got <- seen{join("Accept"), join("X-Forwarded-For"), join("X-Secret"), join("Via")}
+		r := &ctx.Response.Header
+		r.Add("Keep-Alive", "timeout=5")
+		r.Add("Link", "<a>")
+		r.Add("X-Z", "1")
+		r.Add("Link", "<b>")
+	})
+	_, addr := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))
+	conn, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nVia: 1.1 a\r\nX-Forwarded-For: 1.1.1.1\r\n" +
+		"Accept: a\r\nConnection: X-Secret\r\nX-Secret: s\r\nX-Forwarded-For: 2.2.2.2\r\nVia: 1.1 b\r\nAccept: b\r\n\r\n"))
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	s := <-got
+	want := seen{accept: "a | b", xff: "1.1.1.1, 2.2.2.2, 127.0.0.1", secret: "", via: "1.1 a | 1.1 b"}
+	if s != want {
+		t.Errorf("origin saw %+v, want %+v", s, want)
+	}
+	var links []string
+	for _, v := range resp.Header.PeekAll("Link") {
+		links = append(links, string(v))
+	}
+	if strings.Join(links, " ") != "<a> <b>" || resp.Header.Peek("Keep-Alive") != nil {
+		t.Errorf("client got Link %q, Keep-Alive %q; want <a> then <b>, no Keep-Alive", links, resp.Header.Peek("Keep-Alive"))
+	}
+}
