@@ -434,3 +434,58 @@ func TestE2ESeedMirrorConfig(t *testing.T) {
 		t.Fatalf("shutdown log lacks the mirror counters:\n%s", log)
 	}
 }
+
+// TestE2EDeadShadow runs the seeds' mirror example with the shadow down:
+// every client request succeeds, the log says once that the destination is
+// down, and the shutdown counters account for every copy (a few failed,
+// the rest dropped without a connection attempt).
+func TestE2EDeadShadow(t *testing.T) {
+	src, err := os.ReadFile("configs/seed-mirror.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	main := origin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("main") })
+	dead := freeAddr(t)
+	cfg := strings.NewReplacer("https://xxx.lt", "http://"+main, "http://xxx.org/", "http://"+dead+"/").Replace(string(src))
+	addr := freeAddr(t)
+	p := startVKP(t, cfg, addr)
+	c := &fasthttp.HostClient{Addr: addr}
+	body := make([]byte, 1<<20)
+	const n = 40
+	for i := 0; i < n; i++ {
+		req := fasthttp.AcquireRequest()
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("http://" + addr + "/orders")
+		req.Header.SetHost("api.com")
+		req.UseHostHeader = true
+		req.SetBody(body)
+		resp := &fasthttp.Response{}
+		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 || string(resp.Body()) != "main" {
+			t.Fatalf("request %d: %v %d %q\n%s", i, err, resp.StatusCode(), resp.Body(), p.log())
+		}
+		fasthttp.ReleaseRequest(req)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	p.done <- nil
+	log := p.log()
+	var stopped struct{ Due, Sent, Failed, Dropped, DroppedDown int }
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `"msg":"mirror stopped"`) {
+			for _, f := range []struct {
+				key string
+				dst *int
+			}{{"due", &stopped.Due}, {"sent", &stopped.Sent}, {"failed", &stopped.Failed}, {"dropped", &stopped.Dropped}, {"dropped_down", &stopped.DroppedDown}} {
+				i := strings.Index(line, `"`+f.key+`":`)
+				if i < 0 {
+					t.Fatalf("no %s in %s", f.key, line)
+				}
+				fmt.Sscan(line[i+len(f.key)+3:], f.dst)
+			}
+		}
+	}
+	if strings.Count(log, "mirror destination down") != 1 || stopped.Due != n || stopped.Sent != 0 ||
+		stopped.Failed < 5 || stopped.Failed+stopped.DroppedDown != n || stopped.Dropped != stopped.DroppedDown {
+		t.Fatalf("counters %+v; want %d due, at least 5 failed, the rest dropped as down, one 'down' log line:\n%s", stopped, n, log)
+	}
+}
