@@ -3,6 +3,9 @@
 package engine
 
 import (
+	"bufio"
+	"net"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -69,5 +72,35 @@ func TestProxiedGETOverTCPAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(500, func() { proxiedGET(e, ctx, tmpl) }); n != 0 {
 		t.Fatalf("a proxied GET over TCP allocates %.2f times (origin included)", n)
+	}
+}
+
+// A browser's navigation request: Connection: keep-alive to strip, many
+// headers, names that share their length and ends (Sec-Fetch-Site and
+// Sec-Fetch-Mode) but none repeated. Proxying it allocates nothing.
+const browserGET = "GET /api/items?id=42 HTTP/1.1\r\nHost: api.example.com\r\nConnection: keep-alive\r\n" +
+	"Cache-Control: max-age=0\r\nsec-ch-ua: \"Chromium\";v=\"124\"\r\nsec-ch-ua-mobile: ?0\r\nsec-ch-ua-platform: \"Linux\"\r\n" +
+	"Upgrade-Insecure-Requests: 1\r\nUser-Agent: Mozilla/5.0\r\nAccept: text/html,*/*;q=0.8\r\n" +
+	"Sec-Fetch-Site: none\r\nSec-Fetch-Mode: navigate\r\nSec-Fetch-User: ?1\r\nSec-Fetch-Dest: document\r\n" +
+	"Accept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\nCookie: sid=1\r\n\r\n"
+
+func TestProxiedBrowserGETAllocatesNothing(t *testing.T) {
+	body := make([]byte, 128)
+	e := inmemEngine(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Connection", "keep-alive")
+		ctx.SetBody(body)
+	})
+	tmpl := &fasthttp.Request{}
+	if err := tmpl.Read(bufio.NewReader(strings.NewReader(browserGET))); err != nil {
+		t.Fatal(err)
+	}
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
+	proxiedGET(e, ctx, tmpl)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("status %d", ctx.Response.StatusCode())
+	}
+	if n := testing.AllocsPerRun(300, func() { proxiedGET(e, ctx, tmpl) }); n != 0 {
+		t.Errorf("a proxied browser GET allocates %.2f times", n)
 	}
 }

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"bytes"
+	"iter"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -110,36 +112,47 @@ func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, 
 	// Host() is the header's own host field: header deletions below do not
 	// move it, and it is read before SetHost replaces it.
 	clientHost := h.Host()
-	stripHopRequest(h)
+	dup := stripHopRequest(h)
 
 	// The client's address goes after every X-Forwarded-For line, joined
 	// into one: appended to the first of several lines, it would sit
 	// before addresses the client wrote, and a service taking the last
-	// entry as the client's would take one the client chose.
+	// entry as the client's would take one the client chose. For the same
+	// reason X-Forwarded-Proto and -Host end up as one line each.
 	sb := pool.Scratch.Get()
 	sb.B = sb.B[:0]
-	xff := h.PeekAll("X-Forwarded-For")
-	for _, v := range xff {
+	for _, v := range h.PeekAll("X-Forwarded-For") {
 		if len(v) > 0 {
 			sb.B = append(append(sb.B, v...), ", "...)
 		}
 	}
 	sb.B = append(sb.B, clientIP...)
-	if len(xff) > 1 {
-		rep := saveRepeated(h.All())
-		h.Del("X-Forwarded-For")
-		h.SetBytesV("X-Forwarded-For", sb.B)
-		rep.restore("X-Forwarded-For", h.PeekBytes, h.DelBytes, h.AddBytesKV)
-	} else {
-		h.SetBytesV("X-Forwarded-For", sb.B)
-	}
+	proto := strHTTP
 	if isTLS {
-		h.SetBytesV("X-Forwarded-Proto", strHTTPS)
-	} else {
-		h.SetBytesV("X-Forwarded-Proto", strHTTP)
+		proto = strHTTPS
 	}
+	var rep *repeated
+	if dup {
+		// Some name repeats: delete the forwarding fields whole, and keep
+		// the order of the other repeated fields (Del moves headers).
+		rep = saveRepeated(h.All())
+		h.Del("X-Forwarded-For")
+		h.Del("X-Forwarded-Proto")
+		if len(clientHost) > 0 {
+			h.Del("X-Forwarded-Host")
+		}
+	}
+	h.SetBytesV("X-Forwarded-For", sb.B)
+	h.SetBytesV("X-Forwarded-Proto", proto)
 	if len(clientHost) > 0 {
 		h.SetBytesV("X-Forwarded-Host", clientHost)
+	}
+	if rep != nil {
+		rewritten := []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}
+		if len(clientHost) == 0 {
+			rewritten = rewritten[:2]
+		}
+		rep.restore(h.All, h.DelBytes, h.AddBytesKV, rewritten...)
 	}
 
 	uri := req.URI()
@@ -185,15 +198,16 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 // most messages carry none of these headers, and each fasthttp Del
 // normalizes its key and scans every header, which on small requests cost
 // about 5% of vkp's CPU when it was done for every name.
-func stripHopRequest(h *fasthttp.RequestHeader) {
-	set, proxy, dup := scanHop(h.All())
+func stripHopRequest(h *fasthttp.RequestHeader) (dup bool) {
+	set, proxy, dup := scanHop(h.All(), 1<<len(stripNames)-1)
 	var rep *repeated
 	if dup && (set != 0 || proxy) {
 		rep = saveRepeated(h.All())
 	}
 	// Headers named by Connection are hop-by-hop too.
 	if set&hopConnection != 0 {
-		delConnectionTokens(h.PeekAll("Connection"), h.Del)
+		var lines [4][]byte
+		delConnectionTokens(connectionLines(lines[:0], h.All()), h.Del)
 	}
 	for i, k := range stripNames {
 		if set&(1<<i) != 0 {
@@ -207,18 +221,22 @@ func stripHopRequest(h *fasthttp.RequestHeader) {
 	if proxy {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}
-	rep.restore("", h.PeekBytes, h.DelBytes, h.AddBytesKV)
+	if rep != nil {
+		rep.restore(h.All, h.DelBytes, h.AddBytesKV)
+	}
+	return dup
 }
 
 func stripHopResponse(h *fasthttp.ResponseHeader) {
-	set, proxy, dup := scanHop(h.All())
-	set &= 1<<len(hopHeaders) - 1 // requestOnlyHeaders stay in responses
+	// requestOnlyHeaders stay in responses.
+	set, proxy, dup := scanHop(h.All(), 1<<len(hopHeaders)-1)
 	var rep *repeated
 	if dup && (set != 0 || proxy) {
 		rep = saveRepeated(h.All())
 	}
 	if set&hopConnection != 0 {
-		delConnectionTokens(h.PeekAll("Connection"), h.Del)
+		var lines [4][]byte
+		delConnectionTokens(connectionLines(lines[:0], h.All()), h.Del)
 	}
 	for i, k := range stripNames {
 		if set&(1<<i) != 0 {
@@ -234,7 +252,9 @@ func stripHopResponse(h *fasthttp.ResponseHeader) {
 	if proxy {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}
-	rep.restore("", h.PeekBytes, h.DelBytes, h.AddBytesKV)
+	if rep != nil {
+		rep.restore(h.All, h.DelBytes, h.AddBytesKV)
+	}
 }
 
 // stripNames is hopHeaders then requestOnlyHeaders: bit i of scanHop's set
@@ -243,32 +263,55 @@ var stripNames = append(append([]string(nil), hopHeaders...), requestOnlyHeaders
 
 const hopConnection = 1 << 0 // hopHeaders[0] is Connection
 
-// scanHop reports which of stripNames the headers hold, whether any
-// header's name starts with Proxy- (those are all dropped, known or not),
-// and whether some other name may occur more than once (a 64-bit filter on
-// the name's length and ends: false positives only cost the slow path).
-func scanHop(all headerSeq) (set uint32, proxy, dup bool) {
-	var seen uint64
+// scanHop reports which of the names in strip (a mask over stripNames) the
+// headers hold, whether any header's name starts with Proxy- (those are all
+// dropped, known or not), and whether a name that stays occurs more than
+// once. Names are compared exactly, against up to 32 kept on the stack;
+// more headers than that are taken as repeating (the slow path is correct
+// for any message).
+func scanHop(all headerSeq, strip uint32) (set uint32, proxy, dup bool) {
+	var seen [32][]byte
+	n := 0
 	for k := range all {
 		if len(k) > len(strProxy) && asciiEqualFold(k[:len(strProxy)], "proxy-") {
 			proxy = true
 			continue
 		}
-		hop := false
+		stays := true
 		for i, name := range stripNames {
-			if asciiEqualFold(k, name) {
+			if strip&(1<<i) != 0 && asciiEqualFold(k, name) {
 				set |= 1 << i
-				hop = true
+				stays = false
 				break
 			}
 		}
-		if !hop && len(k) > 0 {
-			bit := uint64(1) << ((uint(len(k))*7 + uint(k[0]|0x20) + uint(k[len(k)-1]|0x20)) & 63)
-			dup = dup || seen&bit != 0
-			seen |= bit
+		if !stays || dup {
+			continue
+		}
+		for _, o := range seen[:n] {
+			if bytes.EqualFold(o, k) {
+				dup = true
+			}
+		}
+		if n < len(seen) {
+			seen[n] = k
+			n++
+		} else {
+			dup = true
 		}
 	}
 	return set, proxy, dup
+}
+
+// connectionLines appends the value of every Connection line: PeekAll
+// reports only "close" once a Connection: close line has been seen.
+func connectionLines(dst [][]byte, all headerSeq) [][]byte {
+	for k, v := range all {
+		if asciiEqualFold(k, "Connection") {
+			dst = append(dst, v)
+		}
+	}
+	return dst
 }
 
 // repeated keeps, in order, the lines of the header names that occur more
@@ -300,17 +343,15 @@ func saveRepeated(all headerSeq) *repeated {
 	return r
 }
 
-// restore puts r's fields back in order, except skip (a field the caller
-// has rewritten) and fields deleted meanwhile (named by Connection). All of
-// them are deleted before any line is added back: a Del after an Add could
-// move an added line.
-func (r *repeated) restore(skip string, peek func([]byte) []byte, del func([]byte), add func(k, v []byte)) {
-	if r == nil {
-		return
-	}
+// restore puts r's fields back in order, except the skip ones (fields the
+// caller has rewritten) and fields deleted meanwhile (named by Connection;
+// presence is looked up in all, since Peek cannot tell an empty line from
+// none). All of them are deleted before any line is added back: a Del after
+// an Add could move an added line.
+func (r *repeated) restore(all func() iter.Seq2[[]byte, []byte], del func([]byte), add func(k, v []byte), skip ...string) {
 	keep := r.kv[:0]
 	for _, l := range r.kv {
-		if !asciiEqualFold(l[0], skip) && peek(l[0]) != nil {
+		if !slices.ContainsFunc(skip, func(s string) bool { return asciiEqualFold(l[0], s) }) && present(all(), l[0]) {
 			keep = append(keep, l)
 		}
 	}
@@ -320,6 +361,15 @@ func (r *repeated) restore(skip string, peek func([]byte) []byte, del func([]byt
 	for _, l := range keep {
 		add(l[0], l[1])
 	}
+}
+
+func present(all headerSeq, name []byte) bool {
+	for k := range all {
+		if bytes.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // delConnectionTokens deletes the headers the Connection lines name, except
