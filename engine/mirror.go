@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -709,6 +710,9 @@ func compileMirror(rc *RouteConfig, lookup func(id string) *Cluster) (*routeMirr
 		c := lookup(n)
 		if c == nil {
 			return nil, fmt.Errorf("%sMirrorCluster: cluster %q is not defined in ReverseProxy.Clusters", path, n)
+		}
+		if slices.Contains(rm.clusters, c) {
+			return nil, fmt.Errorf("%sMirrorCluster: cluster %q is listed twice (each listed cluster gets its own copy)", path, n)
 		}
 		rm.clusters = append(rm.clusters, c)
 	}

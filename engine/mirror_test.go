@@ -382,6 +382,7 @@ func TestMirrorCloseFlushes(t *testing.T) {
 func TestMirrorConfigErrors(t *testing.T) {
 	tests := []struct{ meta, want string }{
 		{`"MirrorCluster": "nope"`, `Metadata.MirrorCluster: cluster "nope" is not defined`},
+		{`"MirrorCluster": "main, MAIN"`, `Metadata.MirrorCluster: cluster "MAIN" is listed twice`},
 		{`"MirrorCluster": "main", "MirrorPercent": 101`, "Metadata.MirrorPercent"},
 		{`"MirrorCluster": "main", "MirrorPercent": "ten"`, "Metadata.MirrorPercent"},
 		{`"MirrorCluster": "main", "MirrorMaxBodySize": "big"`, "Metadata.MirrorMaxBodySize"},

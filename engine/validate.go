@@ -353,11 +353,16 @@ func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.D
 	m.rest()
 
 	r.Metadata = o.metadata("Metadata")
+	stubs := map[string]*Cluster{} // one per cluster, so that a name listed twice is seen
 	if _, err := compileMirror(r, func(id string) *Cluster {
-		if cfg.Clusters[strings.ToLower(id)] == nil {
+		id = strings.ToLower(id)
+		if cfg.Clusters[id] == nil {
 			return nil
 		}
-		return &Cluster{}
+		if stubs[id] == nil {
+			stubs[id] = &Cluster{}
+		}
+		return stubs[id]
 	}); err != nil {
 		l.errs = append(l.errs, err.Error())
 	}
