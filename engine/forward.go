@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -131,16 +132,24 @@ func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, 
 	if isTLS {
 		proto = strHTTPS
 	}
+	// One line each from here, and no X-Forwarded-Host without a Host to
+	// report (the client's must not pass as vkp's). SetBytesV replaces a
+	// field's first line only, so fields the client repeated are deleted
+	// whole first; when some name repeats, deletions go through repeated to
+	// keep the order of the other repeated fields (Del moves headers).
+	dropXFH := len(clientHost) == 0 && h.Peek("X-Forwarded-Host") != nil
 	var rep *repeated
-	if dup {
-		// Some name repeats: delete the forwarding fields whole, and keep
-		// the order of the other repeated fields (Del moves headers).
-		rep = saveRepeated(h.All())
-		h.Del("X-Forwarded-For")
-		h.Del("X-Forwarded-Proto")
-		if len(clientHost) > 0 {
-			h.Del("X-Forwarded-Host")
+	if dup && (dropXFH || len(h.PeekAll("X-Forwarded-For")) > 1 || len(h.PeekAll("X-Forwarded-Proto")) > 1 || len(h.PeekAll("X-Forwarded-Host")) > 1) {
+		rep = newRepeated()
+		for k, v := range h.All() {
+			rep.collect(k, v, 1<<len(stripNames)-1)
 		}
+		rep.keepRepeated(nil)
+		for _, k := range forwardedNames {
+			h.Del(k)
+		}
+	} else if dropXFH {
+		h.Del("X-Forwarded-Host")
 	}
 	h.SetBytesV("X-Forwarded-For", sb.B)
 	h.SetBytesV("X-Forwarded-Proto", proto)
@@ -148,11 +157,7 @@ func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, 
 		h.SetBytesV("X-Forwarded-Host", clientHost)
 	}
 	if rep != nil {
-		rewritten := []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}
-		if len(clientHost) == 0 {
-			rewritten = rewritten[:2]
-		}
-		rep.restore(h.All, h.DelBytes, h.AddBytesKV, rewritten...)
+		rep.restore(h.DelBytes, h.AddBytesKV, forwardedNames)
 	}
 
 	uri := req.URI()
@@ -198,16 +203,34 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 // most messages carry none of these headers, and each fasthttp Del
 // normalizes its key and scans every header, which on small requests cost
 // about 5% of vkp's CPU when it was done for every name.
+//
+// fasthttp's Del moves the last header into the deleted one's place, which
+// can swap two lines of one field; a proxy must not change their order (RFC
+// 9110 section 5.3: X-Forwarded-For, Via, Link or WWW-Authenticate mean
+// something else reordered). So when a name that stays repeats and something
+// is deleted, the repeated fields are saved first and put back in order
+// after the deletions (repeated). stripHopRequest reports whether a name
+// repeats, for rewriteForUpstream's own replacements.
 func stripHopRequest(h *fasthttp.RequestHeader) (dup bool) {
-	set, proxy, dup := scanHop(h.All(), 1<<len(stripNames)-1)
-	var rep *repeated
-	if dup && (set != 0 || proxy) {
-		rep = saveRepeated(h.All())
-	}
-	// Headers named by Connection are hop-by-hop too.
+	strip := uint32(1<<len(stripNames) - 1)
+	set, proxy, dup := scanHop(h.All(), strip)
+	var cbuf [256]byte
+	var conn []byte // every Connection line's value, copied: deletions move what they point into
 	if set&hopConnection != 0 {
 		var lines [4][]byte
-		delConnectionTokens(connectionLines(lines[:0], h.All()), h.Del)
+		conn = joinLines(cbuf[:0], connectionLines(lines[:0], h.All()))
+	}
+	var rep *repeated
+	if dup && (set != 0 || proxy) {
+		rep = newRepeated()
+		for k, v := range h.All() { // here, not in a helper: see newRepeated
+			rep.collect(k, v, strip)
+		}
+		rep.keepRepeated(conn)
+	}
+	// Headers named by Connection are hop-by-hop too.
+	if len(conn) > 0 {
+		delConnectionTokens(conn, h.All, h.DelBytes)
 	}
 	for i, k := range stripNames {
 		if set&(1<<i) != 0 {
@@ -222,21 +245,30 @@ func stripHopRequest(h *fasthttp.RequestHeader) (dup bool) {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}
 	if rep != nil {
-		rep.restore(h.All, h.DelBytes, h.AddBytesKV)
+		rep.restore(h.DelBytes, h.AddBytesKV, nil)
 	}
 	return dup
 }
 
 func stripHopResponse(h *fasthttp.ResponseHeader) {
-	// requestOnlyHeaders stay in responses.
-	set, proxy, dup := scanHop(h.All(), 1<<len(hopHeaders)-1)
-	var rep *repeated
-	if dup && (set != 0 || proxy) {
-		rep = saveRepeated(h.All())
-	}
+	strip := uint32(1<<len(hopHeaders) - 1) // requestOnlyHeaders stay in responses
+	set, proxy, dup := scanHop(h.All(), strip)
+	var cbuf [256]byte
+	var conn []byte
 	if set&hopConnection != 0 {
 		var lines [4][]byte
-		delConnectionTokens(connectionLines(lines[:0], h.All()), h.Del)
+		conn = joinLines(cbuf[:0], connectionLines(lines[:0], h.All()))
+	}
+	var rep *repeated
+	if dup && (set != 0 || proxy) {
+		rep = newRepeated()
+		for k, v := range h.All() { // here, not in a helper: see newRepeated
+			rep.collect(k, v, strip)
+		}
+		rep.keepRepeated(conn)
+	}
+	if len(conn) > 0 {
+		delConnectionTokens(conn, h.All, h.DelBytes)
 	}
 	for i, k := range stripNames {
 		if set&(1<<i) != 0 {
@@ -253,9 +285,12 @@ func stripHopResponse(h *fasthttp.ResponseHeader) {
 		delProxyHeaders(h.All(), h.DelBytes)
 	}
 	if rep != nil {
-		rep.restore(h.All, h.DelBytes, h.AddBytesKV)
+		rep.restore(h.DelBytes, h.AddBytesKV, nil)
 	}
 }
+
+// forwardedNames are the fields rewriteForUpstream sets.
+var forwardedNames = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"}
 
 // stripNames is hopHeaders then requestOnlyHeaders: bit i of scanHop's set
 // stands for stripNames[i].
@@ -263,17 +298,37 @@ var stripNames = append(append([]string(nil), hopHeaders...), requestOnlyHeaders
 
 const hopConnection = 1 << 0 // hopHeaders[0] is Connection
 
+// keptApart are the names fasthttp keeps out of its header list (one value
+// each, or a cookie list): deleting other headers never moves them, and
+// re-adding one would replace, not add. They never count as repeated.
+var keptApart = []string{"Host", "User-Agent", "Content-Type", "Content-Length", "Content-Encoding", "Server", "Cookie", "Set-Cookie"}
+
+func isKeptApart(k []byte) bool {
+	for _, n := range keptApart {
+		if asciiEqualFold(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func isProxyName(k []byte) bool {
+	return len(k) > len(strProxy) && asciiEqualFold(k[:len(strProxy)], "proxy-")
+}
+
 // scanHop reports which of the names in strip (a mask over stripNames) the
 // headers hold, whether any header's name starts with Proxy- (those are all
 // dropped, known or not), and whether a name that stays occurs more than
-// once. Names are compared exactly, against up to 32 kept on the stack;
-// more headers than that are taken as repeating (the slow path is correct
-// for any message).
+// once. A 64-bit filter on each name's length and ends finds candidates;
+// only a hit compares names exactly, against the first 32 kept on the stack
+// (a hit past them is taken as a repeat: the slow path is right for any
+// message).
 func scanHop(all headerSeq, strip uint32) (set uint32, proxy, dup bool) {
 	var seen [32][]byte
+	var bits uint64
 	n := 0
 	for k := range all {
-		if len(k) > len(strProxy) && asciiEqualFold(k[:len(strProxy)], "proxy-") {
+		if isProxyName(k) {
 			proxy = true
 			continue
 		}
@@ -285,19 +340,23 @@ func scanHop(all headerSeq, strip uint32) (set uint32, proxy, dup bool) {
 				break
 			}
 		}
-		if !stays || dup {
+		if !stays || dup || len(k) == 0 {
 			continue
 		}
-		for _, o := range seen[:n] {
-			if bytes.EqualFold(o, k) {
-				dup = true
+		bit := uint64(1) << ((uint(len(k))*7 + uint(k[0]|0x20) + uint(k[len(k)-1]|0x20)) & 63)
+		if bits&bit != 0 && !isKeptApart(k) {
+			dup = n == len(seen)
+			for _, o := range seen[:n] {
+				if bytes.EqualFold(o, k) {
+					dup = true
+					break
+				}
 			}
 		}
+		bits |= bit
 		if n < len(seen) {
 			seen[n] = k
 			n++
-		} else {
-			dup = true
 		}
 	}
 	return set, proxy, dup
@@ -314,101 +373,176 @@ func connectionLines(dst [][]byte, all headerSeq) [][]byte {
 	return dst
 }
 
-// repeated keeps, in order, the lines of the header names that occur more
-// than once. fasthttp's Del moves the last header into the deleted one's
-// place, which can swap two lines of one field, and a proxy must not change
-// their order (RFC 9110 section 5.3): X-Forwarded-For, Via, Link or
-// WWW-Authenticate mean something else reordered. restore deletes each such
-// field and adds its lines back in their first order. Only messages that
-// repeat a name and lose a header take this path, so it may allocate.
-type repeated struct{ kv [][2][]byte }
-
-func saveRepeated(all headerSeq) *repeated {
-	var lines [][2][]byte
-	for k, v := range all {
-		lines = append(lines, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
-	}
-	r := &repeated{}
+// joinLines copies the lines into dst, comma-separated; beyond dst's
+// capacity (over 256 bytes in all, rare) to the heap rather than cut.
+func joinLines(dst []byte, lines [][]byte) []byte {
 	for _, l := range lines {
-		n := 0
-		for _, m := range lines {
-			if bytes.EqualFold(l[0], m[0]) {
-				n++
-			}
-		}
-		if n > 1 {
-			r.kv = append(r.kv, l)
-		}
+		dst = append(append(dst, l...), ',')
 	}
-	return r
+	return dst
 }
 
-// restore puts r's fields back in order, except the skip ones (fields the
-// caller has rewritten) and fields deleted meanwhile (named by Connection;
-// presence is looked up in all, since Peek cannot tell an empty line from
-// none). All of them are deleted before any line is added back: a Del after
-// an Add could move an added line.
-func (r *repeated) restore(all func() iter.Seq2[[]byte, []byte], del func([]byte), add func(k, v []byte), skip ...string) {
-	keep := r.kv[:0]
-	for _, l := range r.kv {
-		if !slices.ContainsFunc(skip, func(s string) bool { return asciiEqualFold(l[0], s) }) && present(all(), l[0]) {
-			keep = append(keep, l)
-		}
-	}
-	for _, l := range keep {
-		del(l[0]) // the second Del of a name finds nothing
-	}
-	for _, l := range keep {
-		add(l[0], l[1])
-	}
-}
-
-func present(all headerSeq, name []byte) bool {
-	for k := range all {
-		if bytes.EqualFold(k, name) {
-			return true
-		}
-	}
-	return false
-}
-
-// delConnectionTokens deletes the headers the Connection lines name, except
-// the ones that frame the message or name its target (Content-Length,
-// Transfer-Encoding, Host): a client must not be able to make vkp forward a
-// body under a length it did not send. Every Connection line counts, not
-// just the first. The values are copied first (deleting headers reshuffles
-// the buffer they point into); over 256 bytes in all, rare, they are copied
-// to the heap rather than cut mid-token.
-func delConnectionTokens(vals [][]byte, del func(string)) {
-	n := 0
-	for _, v := range vals {
-		n += len(v) + 1
-	}
-	if n == 0 {
-		return
-	}
-	var cbuf [256]byte
-	v := cbuf[:0]
-	if n > len(cbuf) {
-		v = make([]byte, 0, n)
-	}
-	for _, x := range vals {
-		v = append(append(v, x...), ',')
-	}
-	for len(v) > 0 {
-		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
+// nextConnToken returns the first header name a Connection value (conn,
+// as joinLines made it) names and the rest, skipping the ones that frame
+// the message or name its target (Content-Length, Transfer-Encoding, Host):
+// a client must not be able to make vkp forward a body under a length it
+// did not send. tok is nil at the end.
+func nextConnToken(conn []byte) (tok, rest []byte) {
+	for len(conn) > 0 {
+		if i := bytes.IndexByte(conn, ','); i >= 0 {
+			tok, conn = conn[:i], conn[i+1:]
 		} else {
-			tok, v = v, nil
+			tok, conn = conn, nil
 		}
 		tok = bytes.TrimSpace(tok)
 		if len(tok) == 0 || asciiEqualFold(tok, "close") || asciiEqualFold(tok, "keep-alive") ||
 			asciiEqualFold(tok, "content-length") || asciiEqualFold(tok, "transfer-encoding") || asciiEqualFold(tok, "host") {
 			continue
 		}
-		del(string(tok)) // rare path: only when Connection names extra headers
+		return tok, conn
 	}
+	return nil, nil
+}
+
+// delConnectionTokens deletes the headers the Connection lines (conn, as
+// joinLines made it) name. Names are matched by walking the headers without
+// regard to case: fasthttp leaves names it cannot normalize (a space in
+// them) as sent, where Del's normalized key would miss them. Rare (only
+// Connection values other than close and keep-alive name anything), so it
+// may allocate.
+func delConnectionTokens(conn []byte, all func() iter.Seq2[[]byte, []byte], del func([]byte)) {
+	for tok, rest := nextConnToken(conn); tok != nil; tok, rest = nextConnToken(rest) {
+		// A copy: conn must not reach the iterator's body, which escapes
+		// (and would take the caller's stack buffer to the heap with it).
+		tok := bytes.Clone(tok)
+		// Names differing in case are separate headers when fasthttp could
+		// not normalize them: delete until none is left, but stop when a
+		// delete changes nothing (a response's Content-Type reads as the
+		// default once deleted) and never loop more than a few times.
+		var prev []byte
+		for range 8 {
+			found := findName(all(), tok)
+			if found == nil || bytes.Equal(found, prev) {
+				break
+			}
+			del(found)
+			prev = found
+		}
+	}
+}
+
+// findName returns a copy of the first header name equal to name without
+// regard to case, or nil.
+func findName(all headerSeq, name []byte) []byte {
+	for k := range all {
+		if bytes.EqualFold(k, name) {
+			return bytes.Clone(k)
+		}
+	}
+	return nil
+}
+
+// repeated holds, in order, the lines of the fields to put back after
+// deletions. It is pooled: the slow path allocates nothing once warm.
+type repeated struct {
+	buf   []byte
+	lines []lineSpan
+}
+
+type lineSpan struct{ k0, k1, v1 int } // name buf[k0:k1], value buf[k1:v1]
+
+var repeatedPool = sync.Pool{New: func() any { return new(repeated) }}
+
+// newRepeated returns an empty repeated from the pool. The caller passes
+// each header line to collect, then calls keepRepeated: what stays is every
+// line whose name occurs more than once, except stripped (a mask over
+// stripNames) and Proxy-* lines, lines Connection names (they are all
+// deleted) and the names fasthttp keeps apart. Callers range over their own
+// h.All(): ranging over an iterator in a function the compiler does not
+// inline makes the loop's body escape, two allocations per message.
+func newRepeated() *repeated {
+	r := repeatedPool.Get().(*repeated)
+	r.buf, r.lines = r.buf[:0], r.lines[:0]
+	return r
+}
+
+func (r *repeated) collect(k, v []byte, strip uint32) {
+	if isProxyName(k) || isKeptApart(k) || stripped(k, strip) {
+		return
+	}
+	k0 := len(r.buf)
+	r.buf = append(r.buf, k...)
+	k1 := len(r.buf)
+	r.buf = append(r.buf, v...)
+	r.lines = append(r.lines, lineSpan{k0, k1, len(r.buf)})
+}
+
+// keepRepeated keeps the lines of names that repeat and that Connection
+// does not name, in order.
+func (r *repeated) keepRepeated(conn []byte) {
+	kept := 0
+	for i := range r.lines {
+		if r.count(i) > 1 && !named(conn, r.name(r.lines[i])) {
+			r.lines[kept] = r.lines[i] // kept <= i: see count
+			kept++
+		}
+	}
+	r.lines = r.lines[:kept]
+}
+
+// named reports whether a Connection value (as joinLines made it) names k.
+func named(conn, k []byte) bool {
+	for tok, rest := nextConnToken(conn); tok != nil; tok, rest = nextConnToken(rest) {
+		if bytes.EqualFold(tok, k) {
+			return true
+		}
+	}
+	return false
+}
+
+func stripped(k []byte, strip uint32) bool {
+	for i, n := range stripNames {
+		if strip&(1<<i) != 0 && asciiEqualFold(k, n) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *repeated) name(l lineSpan) []byte { return r.buf[l.k0:l.k1] }
+
+// count is how many lines share line i's name, stopping at two (a repeat
+// is all saveRepeated needs to know). While saveRepeated filters in place,
+// the slots before i hold kept lines only, which keeps the answer right: a
+// kept line's copy stays in its slot, and a dropped line's name had no
+// other line.
+func (r *repeated) count(i int) int {
+	n := 0
+	for j := range r.lines {
+		if bytes.EqualFold(r.name(r.lines[j]), r.name(r.lines[i])) {
+			if n++; n > 1 {
+				return n
+			}
+		}
+	}
+	return n
+}
+
+// restore deletes r's fields, except skip (fields the caller has rewritten),
+// then adds their lines back in order, and returns r to its pool. Every Del
+// comes before any Add: a Del after an Add could move an added line.
+func (r *repeated) restore(del func([]byte), add func(k, v []byte), skip []string) {
+	for _, l := range r.lines {
+		if !slices.ContainsFunc(skip, func(s string) bool { return asciiEqualFold(r.name(l), s) }) {
+			del(r.name(l)) // the second Del of a name finds nothing
+		}
+	}
+	for _, l := range r.lines {
+		if !slices.ContainsFunc(skip, func(s string) bool { return asciiEqualFold(r.name(l), s) }) {
+			add(r.name(l), r.buf[l.k1:l.v1])
+		}
+	}
+	repeatedPool.Put(r)
 }
 
 type headerSeq = func(yield func(k, v []byte) bool)
@@ -417,7 +551,7 @@ type headerSeq = func(yield func(k, v []byte) bool)
 func delProxyHeaders(all headerSeq, del func([]byte)) {
 	var names [][]byte
 	for k := range all {
-		if len(k) > len(strProxy) && asciiEqualFold(k[:len(strProxy)], "proxy-") {
+		if isProxyName(k) {
 			names = append(names, bytes.Clone(k))
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 
@@ -58,6 +59,8 @@ func modelStrip(lines []hdrLine, req bool) map[string][]string {
 		case modelIsHop(lk, req) || named[lk]:
 		case req && lk == "cookie": // fasthttp joins a request's cookies into one line
 			cookies = append(cookies, l.v)
+		case lk == "content-type" || lk == "host": // fasthttp keeps the last line (Host: one allowed)
+			out[lk] = []string{l.v}
 		default:
 			out[lk] = append(out[lk], l.v)
 		}
@@ -69,29 +72,62 @@ func modelStrip(lines []hdrLine, req bool) map[string][]string {
 }
 
 func randomLines(r *rand.Rand, req bool) []hdrLine {
-	names := []string{"Set-Cookie", "Via", "Link", "Accept", "X-A", "X-B", "WWW-Authenticate", "Vary", "Expect"}
+	names := []string{"Set-Cookie", "Via", "Link", "Accept", "X-A", "X-B", "WWW-Authenticate", "Vary", "Expect", "Content-Type", "x-a", "X-a", "Cache-Control"}
 	if req {
-		names = []string{"Accept", "Via", "Link", "X-Forwarded-For", "X-Forwarded-Proto", "Cookie", "X-A", "X-B", "Accept-Language"}
+		names = []string{"Accept", "Via", "Link", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Cookie", "X-A", "X-B", "Accept-Language",
+			"Content-Type", "x-a", "X-a", "Host", "cookie"}
 	}
-	tokens := []string{"keep-alive", "close", "X-A", "Via", "Accept", "Link", "Cookie", "Set-Cookie", "X-Forwarded-For", "Server"}
-	hops := []string{"Keep-Alive", "TE", "Upgrade", "Proxy-Authorization", "Proxy-Foo", "Trailer"}
+	tokens := []string{"keep-alive", "close", "X-A", "Via", "Accept", "Link", "Cookie", "Set-Cookie", "X-Forwarded-For", "Server",
+		"x-forwarded-for", "X-Forwarded-Proto", "X-Forwarded-Host", "Content-Type", "Trailer", "Transfer-Encoding", "Host", "Expect",
+		"Proxy-Foo", "Accept-Language", "Vary", "x-a", "Content-Length", "Keep-Alive", "TE", "Upgrade", "Cache-Control", "Connection"}
+	hops := []string{"Keep-Alive", "TE", "Upgrade", "Proxy-Authorization", "Proxy-Foo", "Trailer", "proxy-connection"}
 	if req {
 		hops = append(hops, "Expect")
 	}
 	var ls []hdrLine
-	for i, n := 0, 2+r.Intn(10); i < n; i++ {
+	n := 2 + r.Intn(10)
+	if r.Intn(5) == 0 {
+		n = 28 + r.Intn(14) // around and over scanHop's 32 names
+	}
+	hosts := 0
+	for i := 0; i < n; i++ {
 		k, v := names[r.Intn(len(names))], fmt.Sprintf("v%d", i)
 		switch {
-		case k == "Cookie" || k == "Set-Cookie":
+		case k == "Host":
+			if hosts > 0 || !req {
+				k = "X-B"
+			} else {
+				hosts++
+				v = "client.example" // the start line's Host is replaced below
+			}
+		case strings.EqualFold(k, "Cookie") || k == "Set-Cookie":
 			v = fmt.Sprintf("c%d=v%d", i, i)
 		case k == "X-Forwarded-For":
 			v = fmt.Sprintf("10.0.0.%d", i)
+			if r.Intn(3) == 0 {
+				v += fmt.Sprintf(", 10.1.0.%d", i)
+			}
 		case k == "X-Forwarded-Proto":
 			v = "https"
 		case r.Intn(6) == 0:
 			v = ""
+		case r.Intn(4) == 0:
+			v = fmt.Sprintf("a%d, b%d,c%d", i, i, i) // commas in values
 		}
 		ls = append(ls, hdrLine{k, v})
+	}
+	if r.Intn(5) == 0 { // many distinct names, one repeated: the repeat may lie past scanHop's 32
+		ls = ls[:r.Intn(2)]
+		for i := 0; i < 30+r.Intn(8); i++ {
+			ls = append(ls, hdrLine{fmt.Sprintf("X-D%d", i), fmt.Sprintf("d%d", i)})
+		}
+		ls = append(ls, hdrLine{"X-D3", "again"})
+	}
+	if r.Intn(6) == 0 {
+		ls = append(ls, hdrLine{"Transfer-Encoding", "chunked"})
+	}
+	if r.Intn(6) == 0 {
+		ls = append(ls, hdrLine{"Trailer", "X-Checksum"})
 	}
 	for i, n := 0, r.Intn(4); i < n; i++ {
 		switch r.Intn(3) {
@@ -102,7 +138,7 @@ func randomLines(r *rand.Rand, req bool) []hdrLine {
 			}
 			ls = append(ls, hdrLine{"Connection", strings.Join(ts, ", ")})
 		case 1:
-			ls = append(ls, hdrLine{"Connection", "keep-alive"})
+			ls = append(ls, hdrLine{"Connection", []string{"keep-alive", "close", "Keep-Alive", "Close"}[r.Intn(4)]})
 		default:
 			ls = append(ls, hdrLine{hops[r.Intn(len(hops))], fmt.Sprintf("h%d", i)})
 		}
@@ -151,10 +187,15 @@ func diffLines(got, want map[string][]string, ignore ...string) string {
 
 // modelRounds runs check on rounds random messages: the start line and
 // header lines of each, and the lines' model.
+const modelN = 3000
+
 func modelRounds(t *testing.T, seed int64, req bool, first string, check func(raw string, ls []hdrLine) (got string, want map[string][]string)) {
 	r := rand.New(rand.NewSource(seed))
-	for i := 0; i < 3000; i++ {
+	for i := 0; i < modelN; i++ {
 		ls := randomLines(r, req)
+		if req && !slices.ContainsFunc(ls, func(l hdrLine) bool { return l.k == "Host" }) {
+			ls = append([]hdrLine{{"Host", "client.example"}}, ls...)
+		}
 		raw := first
 		for _, l := range ls {
 			raw += randomCase(r, l.k) + ": " + l.v + "\r\n"
@@ -167,8 +208,14 @@ func modelRounds(t *testing.T, seed int64, req bool, first string, check func(ra
 }
 
 func TestHeaderRewriteAgainstModel(t *testing.T) {
+	for seed := int64(1); seed <= 5; seed += 2 {
+		testHeaderRewriteAgainstModel(t, seed)
+	}
+}
+
+func testHeaderRewriteAgainstModel(t *testing.T, seed int64) {
 	t.Run("request", func(t *testing.T) {
-		modelRounds(t, 1, true, "GET / HTTP/1.1\r\nHost: client.example\r\n", func(raw string, ls []hdrLine) (string, map[string][]string) {
+		modelRounds(t, seed, true, "GET / HTTP/1.1\r\n", func(raw string, ls []hdrLine) (string, map[string][]string) {
 			var req fasthttp.Request
 			if err := req.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 				t.Fatalf("%v\n%s", err, raw)
@@ -189,7 +236,7 @@ func TestHeaderRewriteAgainstModel(t *testing.T) {
 		})
 	})
 	t.Run("response", func(t *testing.T) {
-		modelRounds(t, 2, false, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", func(raw string, ls []hdrLine) (string, map[string][]string) {
+		modelRounds(t, seed+1, false, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", func(raw string, ls []hdrLine) (string, map[string][]string) {
 			var resp fasthttp.Response
 			if err := resp.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 				t.Fatalf("%v\n%s", err, raw)
@@ -248,6 +295,39 @@ func TestHeaderRewriteCases(t *testing.T) {
 	stripHopResponse(resp)
 	if got := all(resp.PeekAll("Expect")); got != "1|2" {
 		t.Errorf("response Expect lines %q, want 1|2", got)
+	}
+
+	// A name fasthttp cannot normalize (a space in it) is kept as sent, in
+	// any case; Connection still removes it.
+	resp = readResp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: x y\r\nX Y: 1\r\nx y: 2\r\nX-Kept: 1\r\n\r\n")
+	stripHopResponse(resp)
+	for k := range resp.All() {
+		if strings.EqualFold(string(k), "x y") {
+			t.Errorf("response: %q, named by Connection, forwarded", k)
+		}
+	}
+	// A response's Content-Type reads as the default once deleted: a
+	// Connection line naming it must not loop.
+	resp = readResp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: Content-Type\r\nContent-Type: text/html\r\n\r\n")
+	stripHopResponse(resp)
+	if v := resp.Peek("Content-Type"); len(v) != 0 {
+		t.Errorf("response Content-Type %q, named by Connection, forwarded", v)
+	}
+
+	// Without a Host there is no X-Forwarded-Host to set, and the client's
+	// must not pass as vkp's.
+	for _, raw := range []string{
+		"GET / HTTP/1.0\r\nX-Forwarded-Host: evil\r\n\r\n",
+		"GET / HTTP/1.0\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Host: evil2\r\nAccept: a\r\nAccept: b\r\n\r\n",
+	} {
+		req = readReq(raw)
+		rewriteForUpstream(req, &Destination{}, []byte("9.9.9.9"), false)
+		if v := req.Header.PeekAll("X-Forwarded-Host"); len(v) != 0 {
+			t.Errorf("%q: X-Forwarded-Host %q forwarded", raw, v)
+		}
+		if strings.Contains(raw, "Accept") && all(req.Header.PeekAll("Accept")) != "a|b" {
+			t.Errorf("%q: Accept lines %q, want a|b", raw, all(req.Header.PeekAll("Accept")))
+		}
 	}
 
 	// Every X-Forwarded-* line the client sent is replaced.
