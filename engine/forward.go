@@ -142,7 +142,7 @@ func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, 
 	if dup && (dropXFH || len(h.PeekAll("X-Forwarded-For")) > 1 || len(h.PeekAll("X-Forwarded-Proto")) > 1 || len(h.PeekAll("X-Forwarded-Host")) > 1) {
 		rep = newRepeated()
 		for k, v := range h.All() {
-			rep.collect(k, v, 1<<len(stripNames)-1)
+			rep.collect(k, v, 1<<len(stripNames)-1, apartInRequests)
 		}
 		rep.keepRepeated(nil)
 		for _, k := range forwardedNames {
@@ -213,7 +213,7 @@ func appendRemoteIP(dst []byte, a net.Addr) []byte {
 // repeats, for rewriteForUpstream's own replacements.
 func stripHopRequest(h *fasthttp.RequestHeader) (dup bool) {
 	strip := uint32(1<<len(stripNames) - 1)
-	set, proxy, dup := scanHop(h.All(), strip)
+	set, proxy, dup := scanHop(h.All(), strip, apartInRequests)
 	var cbuf [256]byte
 	var conn []byte // every Connection line's value, copied: deletions move what they point into
 	if set&hopConnection != 0 {
@@ -224,7 +224,7 @@ func stripHopRequest(h *fasthttp.RequestHeader) (dup bool) {
 	if dup && (set != 0 || proxy) {
 		rep = newRepeated()
 		for k, v := range h.All() { // here, not in a helper: see newRepeated
-			rep.collect(k, v, strip)
+			rep.collect(k, v, strip, apartInRequests)
 		}
 		rep.keepRepeated(conn)
 	}
@@ -252,7 +252,7 @@ func stripHopRequest(h *fasthttp.RequestHeader) (dup bool) {
 
 func stripHopResponse(h *fasthttp.ResponseHeader) {
 	strip := uint32(1<<len(hopHeaders) - 1) // requestOnlyHeaders stay in responses
-	set, proxy, dup := scanHop(h.All(), strip)
+	set, proxy, dup := scanHop(h.All(), strip, apartInResponses)
 	var cbuf [256]byte
 	var conn []byte
 	if set&hopConnection != 0 {
@@ -263,7 +263,7 @@ func stripHopResponse(h *fasthttp.ResponseHeader) {
 	if dup && (set != 0 || proxy) {
 		rep = newRepeated()
 		for k, v := range h.All() { // here, not in a helper: see newRepeated
-			rep.collect(k, v, strip)
+			rep.collect(k, v, strip, apartInResponses)
 		}
 		rep.keepRepeated(conn)
 	}
@@ -298,13 +298,18 @@ var stripNames = append(append([]string(nil), hopHeaders...), requestOnlyHeaders
 
 const hopConnection = 1 << 0 // hopHeaders[0] is Connection
 
-// keptApart are the names fasthttp keeps out of its header list (one value
-// each, or a cookie list): deleting other headers never moves them, and
-// re-adding one would replace, not add. They never count as repeated.
-var keptApart = []string{"Host", "User-Agent", "Content-Type", "Content-Length", "Content-Encoding", "Server", "Cookie", "Set-Cookie"}
+// apartInRequests and apartInResponses are the names fasthttp keeps out of
+// its header list in each kind of message (one value each, or a cookie
+// list): deleting other headers never moves them, and re-adding one would
+// replace, not add. They never count as repeated. Elsewhere they are
+// ordinary headers (a request's Content-Encoding, a response's Cookie).
+var (
+	apartInRequests  = []string{"Host", "User-Agent", "Content-Type", "Content-Length", "Cookie"}
+	apartInResponses = []string{"Content-Type", "Content-Length", "Content-Encoding", "Server", "Set-Cookie"}
+)
 
-func isKeptApart(k []byte) bool {
-	for _, n := range keptApart {
+func isApart(k []byte, apart []string) bool {
+	for _, n := range apart {
 		if asciiEqualFold(k, n) {
 			return true
 		}
@@ -323,7 +328,7 @@ func isProxyName(k []byte) bool {
 // only a hit compares names exactly, against the first 32 kept on the stack
 // (a hit past them is taken as a repeat: the slow path is right for any
 // message).
-func scanHop(all headerSeq, strip uint32) (set uint32, proxy, dup bool) {
+func scanHop(all headerSeq, strip uint32, apart []string) (set uint32, proxy, dup bool) {
 	var seen [32][]byte
 	var bits uint64
 	n := 0
@@ -344,7 +349,7 @@ func scanHop(all headerSeq, strip uint32) (set uint32, proxy, dup bool) {
 			continue
 		}
 		bit := uint64(1) << ((uint(len(k))*7 + uint(k[0]|0x20) + uint(k[len(k)-1]|0x20)) & 63)
-		if bits&bit != 0 && !isKeptApart(k) {
+		if bits&bit != 0 && !isApart(k, apart) {
 			dup = n == len(seen)
 			for _, o := range seen[:n] {
 				if bytes.EqualFold(o, k) {
@@ -418,9 +423,14 @@ func delConnectionTokens(conn []byte, all func() iter.Seq2[[]byte, []byte], del 
 		// Names differing in case are separate headers when fasthttp could
 		// not normalize them: delete until none is left, but stop when a
 		// delete changes nothing (a response's Content-Type reads as the
-		// default once deleted) and never loop more than a few times.
+		// default once deleted), and after as many deletes as there are
+		// headers.
+		n := 0
+		for range all() {
+			n++
+		}
 		var prev []byte
-		for range 8 {
+		for range n {
 			found := findName(all(), tok)
 			if found == nil || bytes.Equal(found, prev) {
 				break
@@ -466,8 +476,8 @@ func newRepeated() *repeated {
 	return r
 }
 
-func (r *repeated) collect(k, v []byte, strip uint32) {
-	if isProxyName(k) || isKeptApart(k) || stripped(k, strip) {
+func (r *repeated) collect(k, v []byte, strip uint32, apart []string) {
+	if isProxyName(k) || isApart(k, apart) || stripped(k, strip) {
 		return
 	}
 	k0 := len(r.buf)

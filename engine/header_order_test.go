@@ -72,10 +72,14 @@ func modelStrip(lines []hdrLine, req bool) map[string][]string {
 }
 
 func randomLines(r *rand.Rand, req bool) []hdrLine {
-	names := []string{"Set-Cookie", "Via", "Link", "Accept", "X-A", "X-B", "WWW-Authenticate", "Vary", "Expect", "Content-Type", "x-a", "X-a", "Cache-Control"}
+	// Each list holds the names fasthttp keeps apart in the other kind of
+	// message (Cookie, User-Agent in responses; Content-Encoding, Server,
+	// Set-Cookie in requests): there they are ordinary, repeatable fields.
+	names := []string{"Set-Cookie", "Via", "Link", "Accept", "X-A", "X-B", "WWW-Authenticate", "Vary", "Expect", "Content-Type", "x-a", "X-a", "Cache-Control",
+		"Cookie", "User-Agent"}
 	if req {
 		names = []string{"Accept", "Via", "Link", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Cookie", "X-A", "X-B", "Accept-Language",
-			"Content-Type", "x-a", "X-a", "Host", "cookie"}
+			"Content-Type", "x-a", "X-a", "Host", "cookie", "Content-Encoding", "Server", "Set-Cookie"}
 	}
 	tokens := []string{"keep-alive", "close", "X-A", "Via", "Accept", "Link", "Cookie", "Set-Cookie", "X-Forwarded-For", "Server",
 		"x-forwarded-for", "X-Forwarded-Proto", "X-Forwarded-Host", "Content-Type", "Trailer", "Transfer-Encoding", "Host", "Expect",
@@ -312,6 +316,33 @@ func TestHeaderRewriteCases(t *testing.T) {
 	stripHopResponse(resp)
 	if v := resp.Peek("Content-Type"); len(v) != 0 {
 		t.Errorf("response Content-Type %q, named by Connection, forwarded", v)
+	}
+
+	// Names fasthttp keeps apart in one kind of message are ordinary in the
+	// other, and their lines keep their order.
+	req = readReq("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nContent-Encoding: gzip\r\nX-A: 1\r\nContent-Encoding: br\r\n\r\n")
+	rewriteForUpstream(req, &Destination{}, []byte("9.9.9.9"), false)
+	if got := all(req.Header.PeekAll("Content-Encoding")); got != "gzip|br" {
+		t.Errorf("request Content-Encoding lines %q, want gzip|br", got)
+	}
+	resp = readResp("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\nCookie: 1\r\nX-A: 1\r\nCookie: 2\r\n\r\n")
+	stripHopResponse(resp)
+	if got := all(resp.PeekAll("Cookie")); got != "1|2" {
+		t.Errorf("response Cookie lines %q, want 1|2", got)
+	}
+
+	// However many spellings of an unnormalizable name, Connection removes
+	// them all.
+	raw := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: a b c d\r\n"
+	for _, v := range []string{"a b c d", "A b c d", "a B c d", "a b C d", "a b c D", "A B c d", "A b C d", "A b c D", "a B C d", "A B C D"} {
+		raw += v + ": v\r\n"
+	}
+	resp = readResp(raw + "\r\n")
+	stripHopResponse(resp)
+	for k := range resp.All() {
+		if strings.EqualFold(string(k), "a b c d") {
+			t.Errorf("response: %q, named by Connection, forwarded", k)
+		}
 	}
 
 	// Without a Host there is no X-Forwarded-Host to set, and the client's
