@@ -15,7 +15,15 @@
 // # Contracts
 //
 //   - Router.Match, every Picker and a full proxied GET allocate nothing
-//     (AllocsPerRun tests in alloc_test.go).
+//     (AllocsPerRun tests in alloc_test.go), nor does the header rewrite for
+//     messages that repeat names.
+//   - The header rewrite never reorders the lines of a repeated field (RFC
+//     9110 section 5.3; fasthttp's Del would: forward.go), and the last
+//     X-Forwarded-For entry is always the address vkp saw.
+//   - Mirror copies never delay or change the main request (mirror.go). A
+//     shadow destination that fails on the transport 5 times in a row is
+//     skipped by that route, with probes, until it answers again
+//     (mirror_breaker.go); its state lives with the route's snapshot.
 //   - A Snapshot is immutable; requests use the one they loaded to the end.
 //   - Upstream connection pools and in-flight counts are keyed by address and
 //     outlive snapshots, so a reload keeps warm connections.
