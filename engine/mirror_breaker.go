@@ -41,7 +41,7 @@ const (
 
 type breaker struct {
 	fails    atomic.Int32 // consecutive transport failures
-	downTill atomic.Int64 // unix nanoseconds; 0: up
+	downTill atomic.Int64 // monoNow until which the destination is down; 0: up
 	backoff  atomic.Int64 // the current backoff, nanoseconds
 	probing  atomic.Bool  // a probe copy is out
 }
@@ -144,7 +144,9 @@ func (b *breaker) acquire(now int64) (ok, probe bool) {
 
 // success records an answer; it reports whether the destination came back.
 func (b *breaker) success(probe bool) (back bool) {
-	b.fails.Store(0)
+	if b.fails.Load() != 0 { // a read, not a write, per answered copy: senders share this line
+		b.fails.Store(0)
+	}
 	if b.downTill.Load() != 0 {
 		b.downTill.Store(0)
 		b.backoff.Store(0)
