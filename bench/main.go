@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -101,7 +102,7 @@ func newApp() *cli.App {
 				Usage: "measure vkp and each installed peer on each scenario; print a Markdown table",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "scenarios", Value: defaultScenarios, Usage: "comma-separated, name[:open|:closed]; known: " + scenarioNames()},
-					&cli.StringFlag{Name: "peers", Value: "nginx,haproxy", Usage: "comma-separated peers; empty for vkp alone"},
+					&cli.StringFlag{Name: "peers", Value: "nginx,haproxy", Usage: "comma-separated peers (nginx, haproxy, traefik); empty for vkp alone"},
 					&cli.StringFlag{Name: "vkp", Usage: "vkp binary (default: go build from the module root)"},
 					&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "measured time per scenario × proxy"},
 					&cli.DurationFlag{Name: "warmup", Value: time.Second, Usage: "unmeasured load before each measurement"},
@@ -177,9 +178,14 @@ func runCommand(c *cli.Context) error {
 // writeHeader records what produced the table: command, machine, versions.
 func writeHeader(w io.Writer, cfg RunConfig, start time.Time) {
 	fmt.Fprintf(w, "`go run ./bench %s`\n\n", strings.Join(os.Args[1:], " "))
-	fmt.Fprintf(w, "%s, %s, %d CPUs, %s; vkp %s; %s; %s. ",
+	fmt.Fprintf(w, "%s, %s, %d CPUs, %s; vkp %s; %s; %s",
 		start.UTC().Format("2006-01-02 15:04 UTC"), cpuModel(), runtime.NumCPU(), runtime.Version(),
 		gitDescribe(), toolVersion("nginx", "-v"), toolVersion("haproxy", "-v"))
+	if slices.Contains(cfg.Peers, "traefik") {
+		// `traefik version` prints "Version:      3.6.12" first.
+		fmt.Fprintf(w, "; traefik %s", strings.Join(strings.Fields(toolVersion("traefik", "version")), " "))
+	}
+	fmt.Fprint(w, ". ")
 	fmt.Fprintf(w, "Closed loop: %d connections; open loop: %g req/s, up to %d in flight; %s measured after %s warm-up per cell; %d workers per proxy; took %s.\n\n",
 		cfg.Conns, cfg.Rate, cfg.OpenConns, cfg.Duration, cfg.Warmup, cfg.Workers, time.Since(start).Round(time.Second))
 }

@@ -151,6 +151,53 @@ func haproxyConfig(t Topology) string {
 	return b.String()
 }
 
+// traefikDynamic returns Traefik's file-provider (dynamic) config for t.
+// Mirroring uses a mirroring service with the whole body mirrored and no
+// body size limit (Traefik's defaults, written out); Traefik has no cache.
+func traefikDynamic(t Topology) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	service := "main"
+	if t.Shadow != "" {
+		service = "mirrored"
+	}
+	p("http:")
+	p("  routers:")
+	p("    bench:")
+	p("      entryPoints: [web]")
+	p("      rule: \"PathPrefix(`/`)\"")
+	p("      service: %s", service)
+	p("  services:")
+	p("    main:")
+	p("      loadBalancer:")
+	p("        servers: [{url: \"http://%s\"}]", t.Origin)
+	if t.Shadow != "" {
+		p("    shadow:")
+		p("      loadBalancer:")
+		p("        servers: [{url: \"http://%s\"}]", t.Shadow)
+		p("    mirrored:")
+		p("      mirroring:")
+		p("        service: main")
+		p("        mirrorBody: true")
+		p("        maxBodySize: -1")
+		p("        mirrors: [{name: shadow, percent: 100}]")
+	}
+	return b.String()
+}
+
+// traefikArgs is Traefik's static config as flags: one entry point on
+// t.Listen, the dynamic config from path, no access log, no phoning home.
+func traefikArgs(bin, path string, t Topology) []string {
+	return []string{bin,
+		"--entryPoints.web.address=" + t.Listen,
+		"--providers.file.filename=" + path,
+		"--providers.file.watch=false",
+		"--log.level=ERROR",
+		"--global.checkNewVersion=false",
+		"--global.sendAnonymousUsage=false",
+	}
+}
+
 // Proxy is one contender: vkp or a peer.
 type Proxy struct {
 	Name string
@@ -227,5 +274,29 @@ func haproxyProxy(bin string) Proxy {
 			}
 			return []string{bin, "-f", path, "-db"}, nil
 		},
+	}
+}
+
+// traefikProxy runs Traefik v3 (a Go binary on PATH; Debian has no
+// package: bench/README.md says how to build one). It is a Go program like
+// vkp, so its worker knob is GOMAXPROCS too.
+func traefikProxy(bin string) Proxy {
+	return Proxy{
+		Name: "traefik",
+		Bin:  bin,
+		Supports: func(s Scenario) string {
+			if s.Cache {
+				return "n/a (no cache)"
+			}
+			return ""
+		},
+		Write: func(dir string, t Topology) ([]string, error) {
+			path := filepath.Join(dir, "dynamic.yml")
+			if err := os.WriteFile(path, []byte(traefikDynamic(t)), 0o644); err != nil {
+				return nil, err
+			}
+			return traefikArgs(bin, path, t), nil
+		},
+		Env: func(workers int) []string { return []string{"GOMAXPROCS=" + strconv.Itoa(workers)} },
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -159,12 +160,53 @@ func TestHAProxyConfig(t *testing.T) {
 	}
 }
 
+func TestTraefikConfig(t *testing.T) {
+	tests := []struct {
+		name      string
+		mirror    bool
+		want, not []string
+	}{
+		{"plain", false,
+			[]string{"entryPoints: [web]", "service: main\n", `servers: [{url: "http://127.0.0.1:19001"}]`},
+			[]string{"mirror", "shadow"}},
+		{"mirror", true,
+			[]string{"service: mirrored\n", "    mirrored:\n      mirroring:\n        service: main\n",
+				"mirrorBody: true", "maxBodySize: -1", "mirrors: [{name: shadow, percent: 100}]",
+				`servers: [{url: "http://127.0.0.1:19002"}]`},
+			nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf := traefikDynamic(topo(tt.mirror, false))
+			for _, w := range tt.want {
+				if !strings.Contains(conf, w) {
+					t.Errorf("missing %q in\n%s", w, conf)
+				}
+			}
+			for _, n := range tt.not {
+				if strings.Contains(conf, n) {
+					t.Errorf("unexpected %q in\n%s", n, conf)
+				}
+			}
+		})
+	}
+	argv := traefikArgs("traefik", "/tmp/x/dynamic.yml", topo(false, false))
+	for _, w := range []string{"--entryPoints.web.address=127.0.0.1:18080", "--providers.file.filename=/tmp/x/dynamic.yml"} {
+		if !slices.Contains(argv, w) {
+			t.Errorf("traefik argv %q lacks %q", argv, w)
+		}
+	}
+}
+
 func TestPeerSupport(t *testing.T) {
 	hp := haproxyProxy("haproxy")
 	for _, s := range scenarioTable {
 		why := hp.Supports(s)
 		if (why != "") != (s.Mirror || s.Cache) {
 			t.Errorf("haproxy %s: %q", s.Name, why)
+		}
+		if why := traefikProxy("traefik").Supports(s); (why != "") != s.Cache {
+			t.Errorf("traefik %s: %q", s.Name, why)
 		}
 		if nginxProxy("nginx").Supports(s) != "" || vkpProxy("vkp").Supports(s) != "" {
 			t.Errorf("%s must run on nginx and vkp", s.Name)

@@ -89,12 +89,14 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 			proxies = append(proxies, nginxProxy(bin))
 		case "haproxy":
 			proxies = append(proxies, haproxyProxy(bin))
+		case "traefik":
+			proxies = append(proxies, traefikProxy(bin))
 		default:
-			return nil, nil, fmt.Errorf("bench: unknown peer %q (known: nginx, haproxy)", name)
+			return nil, nil, fmt.Errorf("bench: unknown peer %q (known: nginx, haproxy, traefik)", name)
 		}
 	}
 	if len(missing) > 0 {
-		line := fmt.Sprintf("%s not installed, skipped; install with: apt-get install -y nginx haproxy",
+		line := fmt.Sprintf("%s not installed, skipped; install nginx and HAProxy with apt-get install -y nginx haproxy, Traefik as bench/README.md says",
 			strings.Join(missing, ", "))
 		fmt.Fprintln(cfg.Log, line)
 		notes = append(notes, line)
@@ -232,6 +234,9 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	}
 	defer p.stop(5 * time.Second)
 	if err := waitReady(ctx, p, listen, 10*time.Second); err != nil {
+		return err
+	}
+	if err := waitRouted(ctx, p, listen, 10*time.Second); err != nil {
 		return err
 	}
 
