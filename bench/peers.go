@@ -227,9 +227,12 @@ func vkpProxy(bin string) Proxy {
 			}
 			return []string{bin, "serve", "--config", path}, nil
 		},
-		Env: func(workers int) []string { return []string{"GOMAXPROCS=" + strconv.Itoa(workers)} },
+		Env: goEnv,
 	}
 }
+
+// goEnv is the worker knob of a Go proxy (vkp, Traefik): GOMAXPROCS.
+func goEnv(workers int) []string { return []string{"GOMAXPROCS=" + strconv.Itoa(workers)} }
 
 func nginxProxy(bin string) Proxy {
 	return Proxy{
@@ -297,6 +300,6 @@ func traefikProxy(bin string) Proxy {
 			}
 			return traefikArgs(bin, path, t), nil
 		},
-		Env: func(workers int) []string { return []string{"GOMAXPROCS=" + strconv.Itoa(workers)} },
+		Env: goEnv,
 	}
 }

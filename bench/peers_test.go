@@ -100,17 +100,7 @@ func TestNginxConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conf := nginxConfig(topo(tt.mirror, tt.cache))
-			for _, w := range tt.want {
-				if !strings.Contains(conf, w) {
-					t.Errorf("missing %q in\n%s", w, conf)
-				}
-			}
-			for _, n := range tt.not {
-				if strings.Contains(conf, n) {
-					t.Errorf("unexpected %q in\n%s", n, conf)
-				}
-			}
+			checkConf(t, nginxConfig(topo(tt.mirror, tt.cache)), tt.want, tt.not)
 		})
 	}
 }
@@ -139,14 +129,9 @@ func TestNginxConfigValid(t *testing.T) {
 
 func TestHAProxyConfig(t *testing.T) {
 	conf := haproxyConfig(topo(false, false))
-	for _, w := range []string{"nbthread 2", "mode http", "bind 127.0.0.1:18080", "server origin 127.0.0.1:19001", "http-reuse always"} {
-		if !strings.Contains(conf, w) {
-			t.Errorf("missing %q in\n%s", w, conf)
-		}
-	}
-	if strings.Contains(conf, "daemon") {
-		t.Errorf("haproxy must run in the foreground (-db), config says daemon")
-	}
+	// No "daemon": haproxy must run in the foreground (-db).
+	checkConf(t, conf, []string{"nbthread 2", "mode http", "bind 127.0.0.1:18080", "server origin 127.0.0.1:19001", "http-reuse always"},
+		[]string{"daemon"})
 	bin := lookTool("haproxy")
 	if bin == "" {
 		return
@@ -177,17 +162,7 @@ func TestTraefikConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conf := traefikDynamic(topo(tt.mirror, false))
-			for _, w := range tt.want {
-				if !strings.Contains(conf, w) {
-					t.Errorf("missing %q in\n%s", w, conf)
-				}
-			}
-			for _, n := range tt.not {
-				if strings.Contains(conf, n) {
-					t.Errorf("unexpected %q in\n%s", n, conf)
-				}
-			}
+			checkConf(t, traefikDynamic(topo(tt.mirror, false)), tt.want, tt.not)
 		})
 	}
 	argv := traefikArgs("traefik", "/tmp/x/dynamic.yml", topo(false, false))
@@ -210,6 +185,21 @@ func TestPeerSupport(t *testing.T) {
 		}
 		if nginxProxy("nginx").Supports(s) != "" || vkpProxy("vkp").Supports(s) != "" {
 			t.Errorf("%s must run on nginx and vkp", s.Name)
+		}
+	}
+}
+
+// checkConf fails t for each of want missing from conf and each of not in it.
+func checkConf(t *testing.T, conf string, want, not []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(conf, w) {
+			t.Errorf("missing %q in\n%s", w, conf)
+		}
+	}
+	for _, n := range not {
+		if strings.Contains(conf, n) {
+			t.Errorf("unexpected %q in\n%s", n, conf)
 		}
 	}
 }
