@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"net"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // TestStopKillsGroup: a child that forked a grandchild is gone, with the
@@ -42,5 +48,41 @@ func TestSelfUsage(t *testing.T) {
 	}
 	if vmHWM(os.Getpid()) <= 0 {
 		t.Error("VmHWM of self is 0")
+	}
+}
+
+// TestWaitRouted: a proxy whose port is open but whose routes are not
+// loaded yet answers 404; waitRouted waits for the first other answer, and
+// gives up with the last status when none comes.
+func TestWaitRouted(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls, routedAfter atomic.Int32
+	routedAfter.Store(3)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if calls.Add(1) <= routedAfter.Load() {
+			ctx.SetStatusCode(fasthttp.StatusNotFound)
+		}
+	}}
+	go srv.Serve(ln)
+	defer srv.Shutdown()
+	p, err := startProc("sh", []string{"sh", "-c", "sleep 30"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop(time.Second)
+	addr := ln.Addr().String()
+	if err := waitRouted(context.Background(), p, addr, 5*time.Second); err != nil {
+		t.Fatalf("waitRouted: %v", err)
+	}
+	if n := calls.Load(); n != 4 {
+		t.Errorf("waitRouted returned after %d requests, want 4 (three 404s, then 200)", n)
+	}
+	routedAfter.Store(1 << 30)
+	err = waitRouted(context.Background(), p, addr, 200*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "last status 404") {
+		t.Errorf("waitRouted on a proxy that never routes = %v, want an error naming status 404", err)
 	}
 }
