@@ -231,11 +231,15 @@ func (e *Engine) MirrorStats() MirrorStats { return e.mirror.Stats() }
 // queued and in-flight mirror copies get until ctx ends to finish, the rest
 // are dropped. It logs what happened.
 func (e *Engine) Close(ctx context.Context) {
-	flushed, dropped := e.mirror.close(ctx)
+	flushed, dropped, inflight := e.mirror.close(ctx)
 	st := e.mirror.Stats()
-	e.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped,
+	var mean time.Duration
+	if st.LatencyN > 0 {
+		mean = st.LatencySum / time.Duration(st.LatencyN)
+	}
+	e.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped, "of_them_in_flight", inflight,
 		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "dropped_down", st.DroppedDown, "skipped", st.Skipped,
-		"body_bytes", st.BodyBytes)
+		"body_bytes", st.BodyBytes, "latency_mean", mean, "latency_max", st.LatencyMax)
 }
 
 // Handle serves one request: match a route on the current snapshot and run

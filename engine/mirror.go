@@ -26,10 +26,11 @@ import (
 // follows the shadow's latency (a 100 ms shadow at 2,000 req/s needs ~200
 // sends in flight), up to the in-flight limit. The body moves to the copy
 // without copying: the request's body buffer is swapped for an empty pooled
-// one. A body is charged to a process-wide memory budget until it has been
-// written to the shadow (its buffer then goes back to the pool, while the
-// copy waits for the answer), and each copy is charged a fixed
-// MirrorCopyCost until it is answered. When the queue, the budget or the in-flight limit is
+// one. From the main response on (not while the main request is served: its
+// body is its own until then), a body is charged to a process-wide memory
+// budget until it has been written to the shadow (its buffer then goes back
+// to the pool, while the copy waits for the answer), and each copy is
+// charged a fixed MirrorCopyCost until it is answered. When the queue, the budget or the in-flight limit is
 // exhausted, the copy is dropped and counted; the main path never blocks.
 //
 // The copy is queued only after the main response is produced, although
@@ -150,6 +151,7 @@ type mirrorer struct {
 	entering atomic.Int64 // copies reserved whose main request is still running
 	closeMu  sync.RWMutex // submit (read) against close (write)
 	final    bool         // under closeMu: close has given up waiting; submit drops
+	cut      bool         // under closeMu: close counted the sends still in flight as dropped; settle counts nothing more
 	inflight atomic.Int64
 	memory   atomic.Int64
 	closed   atomic.Bool
@@ -209,10 +211,7 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 			next(ctx)
 			return
 		}
-		// Reserve before doing any work, so a full budget costs nothing.
-		// The budget counts what is held: the buffer's capacity, which
-		// fasthttp's pooling can make larger than the body.
-		job := m.reserve(int64(cap(body)), len(rm.clusters))
+		job := m.enter(len(rm.clusters))
 		if job == nil {
 			next(ctx)
 			return
@@ -224,6 +223,14 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		job.tls = ctx.IsTLS()
 		job.ipLen = len(appendRemoteIP(job.remoteIP[:0], ctx.RemoteAddr()))
 		next(ctx)
+		// The budget is charged only now: while the main request is served
+		// its body is the main request's, and a slow origin must not use up
+		// the budget of copies it holds nothing of. It counts what is held:
+		// the buffer's capacity, which fasthttp's pooling can make larger
+		// than the body.
+		if !m.charge(job, int64(cap(ctx.Request.Body()))) {
+			return
+		}
 		job.body = pool.Bodies.Get()
 		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
 		job.bodyLen = len(job.body.B)
@@ -262,27 +269,38 @@ func (m *mirrorer) dropDown(n uint64) {
 	m.droppedDown.Add(n)
 }
 
-// reserve charges n body bytes and the per-copy cost for k copies and returns
-// a job, or nil (and counts the drops) when the budget, the in-flight limit
-// or the queue is exhausted.
-func (m *mirrorer) reserve(n int64, k int) *mirrorJob {
+// enter returns a job for k copies of a request about to be served, or nil
+// (and counts the drops) when the mirror is closed or the queue is full.
+// close waits for entered jobs to be charged and submitted, or refused.
+func (m *mirrorer) enter(k int) *mirrorJob {
 	if m.closed.Load() || len(m.queue)+k > cap(m.queue) {
-		m.dropped.Add(uint64(k))
-		return nil
-	}
-	cost := int64(k) * MirrorCopyCost
-	if m.memory.Add(n+cost) > m.memBudget {
-		m.memory.Add(-n - cost)
 		m.dropped.Add(uint64(k))
 		return nil
 	}
 	m.entering.Add(int64(k))
 	job := jobPool.Get().(*mirrorJob)
 	job.m = m
-	job.bodyCost = n
 	job.refs.Store(int32(k))
 	job.bodyRefs.Store(int32(k))
 	return job
+}
+
+// charge charges n body bytes and the per-copy cost for the job's copies
+// to the budget. When the budget is exhausted it drops and counts them,
+// releases the job and reports false.
+func (m *mirrorer) charge(job *mirrorJob, n int64) bool {
+	k := int64(len(job.rm.clusters))
+	cost := k * MirrorCopyCost
+	if m.memory.Add(n+cost) <= m.memBudget {
+		job.bodyCost = n
+		return true
+	}
+	m.memory.Add(-n - cost)
+	m.dropped.Add(uint64(k))
+	m.entering.Add(-k)
+	job.reset()
+	jobPool.Put(job)
+	return false
 }
 
 // fork makes a sibling job that shares j's body (multiple mirror clusters).
@@ -391,22 +409,28 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	defer j.done()
 	defer req.Reset()
 	defer resp.Reset()
+	m.inflight.Add(1)
+	out, start := sendFailed, time.Time{}
+	defer func() {
+		var lat time.Duration
+		if !start.IsZero() {
+			lat = time.Since(start)
+		}
+		m.settle(out, lat, j.bodyLen)
+	}()
 	defer func() {
 		if p := recover(); p != nil {
-			m.failed.Add(1)
+			out = sendFailed
 			m.log.Error("mirror send panicked", "panic", fmt.Sprint(p))
 		}
 	}()
-	m.inflight.Add(1)
-	defer m.inflight.Add(-1)
 	if len(j.cluster.mirrorDests) == 0 {
-		m.failed.Add(1)
 		m.noteFailure(j, nil, ErrNoDestination)
 		return
 	}
 	d, brk, probe := j.acquireDest()
 	if d == nil {
-		m.dropDown(1)
+		out = sendDown
 		return
 	}
 	// A send that panics leaves err as it is: a failure for the breaker.
@@ -415,7 +439,7 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	if j.bodyLen == 0 {
 		j.releaseBody()
 	}
-	start := time.Now()
+	start = time.Now()
 	deadline := start.Add(j.rm.timeout)
 	// fasthttp does not retry requests with a body stream; a copy refused
 	// by stale connections is sent again here (nothing of it was written).
@@ -425,7 +449,40 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 		resp.Reset()
 		err = m.sendOnce(j, d, req, resp, deadline)
 	}
-	lat := time.Since(start)
+	if err != nil {
+		m.noteFailure(j, d, err)
+		return
+	}
+	out = sendOK
+}
+
+// How a send ended, for settle.
+const (
+	sendFailed = iota // connect/IO error, timeout, no destination, panic
+	sendOK            // the shadow answered
+	sendDown          // no destination up: dropped (mirror_breaker.go)
+)
+
+// settle counts a finished send, unless close has already counted it as
+// dropped at shutdown (cut): the read lock orders the two, so each copy is
+// counted once.
+func (m *mirrorer) settle(out int, lat time.Duration, bodyLen int) {
+	m.closeMu.RLock()
+	defer m.closeMu.RUnlock()
+	m.inflight.Add(-1)
+	if m.cut {
+		return
+	}
+	switch out {
+	case sendDown:
+		m.dropDown(1)
+		return
+	case sendOK:
+		m.sent.Add(1)
+		m.bodyBytes.Add(uint64(bodyLen))
+	default:
+		m.failed.Add(1)
+	}
 	m.latN.Add(1)
 	m.latSum.Add(uint64(lat))
 	for {
@@ -434,13 +491,6 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 			break
 		}
 	}
-	if err != nil {
-		m.failed.Add(1)
-		m.noteFailure(j, d, err)
-		return
-	}
-	m.sent.Add(1)
-	m.bodyBytes.Add(uint64(j.bodyLen))
 }
 
 // sendOnce writes the copy to d and reads and discards the answer.
@@ -545,7 +595,7 @@ func (j *mirrorJob) done() {
 	if owner.refs.Add(-1) > 0 {
 		return
 	}
-	owner.m.memory.Add(-int64(len(owner.rm.clusters)) * MirrorCopyCost) // charged by reserve
+	owner.m.memory.Add(-int64(len(owner.rm.clusters)) * MirrorCopyCost) // charged by charge
 	owner.reset()
 	jobPool.Put(owner)
 }
@@ -656,11 +706,13 @@ func prepareMirrorRequest(req *fasthttp.Request, j *mirrorJob, d *Destination) {
 
 // close stops taking copies and waits for queued and in-flight ones until ctx
 // ends; what is still queued then is dropped. Senders are stopped and waited
-// for (those stuck in a send end by their MirrorTimeout). It reports how many
-// copies finished during close and how many it dropped.
-func (m *mirrorer) close(ctx context.Context) (flushed, dropped uint64) {
+// for until ctx ends; the copies still being sent then are counted as
+// dropped (their senders end by their MirrorTimeout, or with the process).
+// It reports how many copies finished during close, how many it dropped,
+// and how many of those were in flight.
+func (m *mirrorer) close(ctx context.Context) (flushed, dropped, inflight uint64) {
 	if m.closed.Swap(true) {
-		return 0, 0
+		return 0, 0, 0
 	}
 	before := m.sent.Load() + m.failed.Load()
 	// Requests still being served submit their copies as they finish; they
@@ -689,8 +741,14 @@ func (m *mirrorer) close(ctx context.Context) (flushed, dropped uint64) {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		m.closeMu.Lock()
+		m.cut = true
+		inflight = uint64(m.inflight.Load())
+		m.closeMu.Unlock()
+		m.dropped.Add(inflight)
+		dropped += inflight
 	}
-	return m.sent.Load() + m.failed.Load() - before, dropped
+	return m.sent.Load() + m.failed.Load() - before, dropped, inflight
 }
 
 // compileMirror reads a route's Mirror* metadata. Errors name the key.

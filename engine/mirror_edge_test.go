@@ -142,7 +142,7 @@ func TestStaleKeepAliveIsNotAFailure(t *testing.T) {
 	}
 }
 
-// Regression: a request that had reserved its copy before Close and finished
+// Regression: a request that had entered its copy before Close and finished
 // after Close had drained the queue left the copy queued forever, its memory
 // charged, or sent it after Close returned. Within the grace period the copy
 // is sent; once the grace period is over it is dropped and its charge returned.

@@ -366,7 +366,7 @@ func TestMirrorCloseFlushes(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	flushed, dropped := e.mirror.close(ctx)
+	flushed, dropped, _ := e.mirror.close(ctx)
 	if dropped != 0 || sh.n.Load() != 5 || e.MirrorStats().Sent != 5 {
 		t.Fatalf("close: flushed %d dropped %d, shadow got %d", flushed, dropped, sh.n.Load())
 	}
@@ -376,6 +376,94 @@ func TestMirrorCloseFlushes(t *testing.T) {
 	}
 	if st := e.MirrorStats(); st.Dropped != 1 {
 		t.Fatalf("copy after close: %+v", st)
+	}
+}
+
+// Copies still being sent when the grace period ends are counted as dropped
+// at shutdown, once: a send that ends later does not count them again.
+func TestMirrorCloseCountsCopiesInFlight(t *testing.T) {
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	open := func() { gateOnce.Do(func() { close(gate) }) }
+	defer open()
+	shadow := startOrigin(t, func(ctx *fasthttp.RequestCtx) { <-gate })
+	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, shadow), Options{})
+	c, _ := serveEngine(t, e)
+	for i := 0; i < 3; i++ {
+		do(t, c, "POST", "/", []byte("x"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.MirrorStats().Inflight != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("copies not in flight: %+v", e.MirrorStats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	flushed, dropped, inflight := e.mirror.close(ctx)
+	if flushed != 0 || dropped != 3 || inflight != 3 {
+		t.Fatalf("close = flushed %d, dropped %d, in flight %d; want 0, 3, 3", flushed, dropped, inflight)
+	}
+	open()
+	for e.MirrorStats().Inflight != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("senders did not end once the shadow answered: %+v", e.MirrorStats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if st := e.MirrorStats(); st.Due != 3 || st.Dropped != 3 || st.Sent != 0 || st.Failed != 0 || st.LatencyN != 0 {
+		t.Fatalf("after the late answers: %+v; want the 3 copies counted once, as dropped", st)
+	}
+}
+
+// The budget holds the copies the mirror holds: a request's body is not
+// charged while the main request is still being served. Four 1 MiB requests
+// held by the main origin at once, a budget for one copy: released one at a
+// time, every copy is sent.
+func TestMirrorBudgetNotChargedDuringMainRequest(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release) // a failed test must not leave handlers waiting
+	var arrived atomic.Int32
+	main := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		arrived.Add(1)
+		<-release
+		mainOrigin(ctx)
+	})
+	sh := newShadow()
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
+		Options{MirrorMemory: 2<<20 + MirrorCopyCost})
+	c, _ := serveEngine(t, e)
+	body := make([]byte, 1<<20)
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp := do(t, c, "POST", "/", body); resp.StatusCode() != 200 {
+				t.Errorf("main %d", resp.StatusCode())
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for arrived.Load() != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 4 requests reached the main origin", arrived.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := uint64(1); i <= 4; i++ {
+		release <- struct{}{}
+		for st := e.MirrorStats(); st.Sent+st.Dropped < i || st.Memory != 0; st = e.MirrorStats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("copy %d not settled: %+v", i, st)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	wg.Wait()
+	if st := e.MirrorStats(); st.Sent != 4 || st.Dropped != 0 {
+		t.Fatalf("%+v; want 4 sent, 0 dropped", st)
 	}
 }
 
