@@ -140,7 +140,7 @@ func serveCommand(code *int) *ucli.Command {
 			&ucli.IntFlag{Name: "mirror-queue", EnvVars: []string{"VKP_MIRROR_QUEUE"}, Value: engine.DefaultMirrorQueue,
 				Usage: "most mirror copies waiting for a sender; beyond it copies are dropped and counted"},
 			&ucli.StringFlag{Name: "mirror-memory", EnvVars: []string{"VKP_MIRROR_MEMORY"}, Value: "256MiB",
-				Usage: "most memory held by mirror copies (bodies until written, + 48 KiB per copy until answered); beyond it copies are dropped"},
+				Usage: "most memory held by mirror copies once the main response is out (bodies until written, + 48 KiB per copy until answered); beyond it copies are dropped"},
 		},
 		Action: func(c *ucli.Context) error {
 			err := serve(c)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 )
@@ -464,6 +465,35 @@ func TestMirrorBudgetNotChargedDuringMainRequest(t *testing.T) {
 	wg.Wait()
 	if st := e.MirrorStats(); st.Sent != 4 || st.Dropped != 0 {
 		t.Fatalf("%+v; want 4 sent, 0 dropped", st)
+	}
+}
+
+// Part 2 of the mirror's contract: the copy takes the request's body buffer
+// (SwapBody) instead of copying it. After the handler the request holds an
+// empty pooled buffer, and the shadow still gets every byte.
+func TestMirrorTakesTheBodyBuffer(t *testing.T) {
+	sh := newShadow()
+	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{})
+	ctx, _ := newProxyCtx()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	ctx.Request.Header.SetMethod("POST")
+	ctx.Request.SetRequestURI("/take")
+	ctx.Request.Header.SetHost("api.example.com")
+	ctx.Request.SetBody(body)
+	before := ctx.Request.Body()
+	e.Handle(ctx)
+	if ctx.Response.StatusCode() != 200 {
+		t.Fatalf("main status %d", ctx.Response.StatusCode())
+	}
+	if after := ctx.Request.Body(); len(after) != 0 || (cap(after) > 0 && unsafe.SliceData(after) == unsafe.SliceData(before)) {
+		t.Fatalf("after the handler the request still holds the body buffer (len %d, cap %d): it was copied, not taken", len(after), cap(after))
+	}
+	st := waitMirror(t, e, 10*time.Second)
+	sh.mu.Lock()
+	got := sh.sums[sha256.Sum256(body)]
+	sh.mu.Unlock()
+	if st.Sent != 1 || got != 1 {
+		t.Fatalf("shadow did not get the body intact (%d matching copies): %+v", got, st)
 	}
 }
 
