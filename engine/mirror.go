@@ -30,8 +30,9 @@ import (
 // body is its own until then), a body is charged to a process-wide memory
 // budget until it has been written to the shadow (its buffer then goes back
 // to the pool, while the copy waits for the answer), and each copy is
-// charged a fixed MirrorCopyCost until it is answered. When the queue, the budget or the in-flight limit is
-// exhausted, the copy is dropped and counted; the main path never blocks.
+// charged a fixed MirrorCopyCost until it is answered. When the queue, the
+// budget or the in-flight limit is exhausted, the copy is dropped and
+// counted; the main path never blocks.
 //
 // The copy is queued only after the main response is produced, although
 // starting it as soon as the body is read costs less CPU (the body is still in
@@ -56,7 +57,9 @@ const (
 
 	// MirrorCopyCost is what each copy is charged on top of its body: the
 	// copied header, and while it is sent a goroutine stack, a connection
-	// with its buffers and a request/response pair. Measured: copies stuck
+	// with its buffers and a request/response pair. Like the body, it is
+	// charged from the main response on: while the main request is served,
+	// the header copy is held uncharged, next to the request it came from. Measured: copies stuck
 	// on a hanging shadow hold ~22 KiB each beyond their bodies
 	// (BENCHMARKS.md, post-1mib-mirror-hang); the charge is about twice
 	// that, for stacks that grow and the runtime's own overhead. It keeps
@@ -85,7 +88,7 @@ type MirrorStats struct {
 	Inflight    int64         // copies being sent now
 	Queued      int64         // copies waiting for a sender
 	Memory      int64         // bytes charged: bodies not yet written to the shadow + MirrorCopyCost per copy not yet answered
-	LatencyN    uint64        // number of latency samples (== Sent + Failed)
+	LatencyN    uint64        // number of latency samples: copies that went to a destination (Sent, and the Failed ones that got that far)
 	LatencySum  time.Duration // sum of send latencies
 	LatencyMax  time.Duration // largest send latency
 }
@@ -148,10 +151,12 @@ type mirrorer struct {
 
 	senders  atomic.Int64 // running sender goroutines
 	pending  atomic.Int64 // copies queued or being sent
-	entering atomic.Int64 // copies reserved whose main request is still running
-	closeMu  sync.RWMutex // submit (read) against close (write)
+	entering atomic.Int64 // copies entered and not yet submitted or refused (their main request may still run)
+	closeMu  sync.RWMutex // submit and settle (read) against close (write)
 	final    bool         // under closeMu: close has given up waiting; submit drops
-	cut      bool         // under closeMu: close counted the sends still in flight as dropped; settle counts nothing more
+	// cut is set under closeMu when close has counted the copies senders
+	// still hold as dropped: settle counts nothing more, send sends nothing.
+	cut      atomic.Bool
 	inflight atomic.Int64
 	memory   atomic.Int64
 	closed   atomic.Bool
@@ -234,7 +239,8 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		job.body = pool.Bodies.Get()
 		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
 		job.bodyLen = len(job.body.B)
-		// The handler may have replaced the buffer (a rewrite of the body).
+		// SwapBody may hand over a bigger buffer than Body() showed (a body
+		// set with SetBodyRaw is copied into one); charge the difference.
 		if extra := int64(cap(job.body.B)) - job.bodyCost; extra > 0 {
 			m.memory.Add(extra)
 			job.bodyCost += extra
@@ -365,8 +371,7 @@ func (m *mirrorer) sender() {
 	for {
 		select {
 		case j := <-m.queue:
-			m.send(j, req, resp)
-			m.pending.Add(-1)
+			m.send(j, req, resp) // its settle takes the copy off pending
 			if !t.Stop() {
 				select {
 				case <-t.C:
@@ -411,19 +416,16 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	defer resp.Reset()
 	m.inflight.Add(1)
 	out, start := sendFailed, time.Time{}
-	defer func() {
-		var lat time.Duration
-		if !start.IsZero() {
-			lat = time.Since(start)
-		}
-		m.settle(out, lat, j.bodyLen)
-	}()
+	defer func() { m.settle(out, start, j.bodyLen) }()
 	defer func() {
 		if p := recover(); p != nil {
 			out = sendFailed
 			m.log.Error("mirror send panicked", "panic", fmt.Sprint(p))
 		}
 	}()
+	if m.cut.Load() {
+		return // close has counted this copy as dropped; nothing goes out after it
+	}
 	if len(j.cluster.mirrorDests) == 0 {
 		m.noteFailure(j, nil, ErrNoDestination)
 		return
@@ -463,14 +465,16 @@ const (
 	sendDown          // no destination up: dropped (mirror_breaker.go)
 )
 
-// settle counts a finished send, unless close has already counted it as
-// dropped at shutdown (cut): the read lock orders the two, so each copy is
-// counted once.
-func (m *mirrorer) settle(out int, lat time.Duration, bodyLen int) {
+// settle takes a finished send off pending and counts it, unless close has
+// already counted it as dropped at shutdown (cut): the read lock orders the
+// two, so each copy is counted once. start is when the copy went to a
+// destination; zero when it never did (no latency sample then).
+func (m *mirrorer) settle(out int, start time.Time, bodyLen int) {
 	m.closeMu.RLock()
 	defer m.closeMu.RUnlock()
 	m.inflight.Add(-1)
-	if m.cut {
+	m.pending.Add(-1)
+	if m.cut.Load() {
 		return
 	}
 	switch out {
@@ -483,6 +487,10 @@ func (m *mirrorer) settle(out int, lat time.Duration, bodyLen int) {
 	default:
 		m.failed.Add(1)
 	}
+	if start.IsZero() {
+		return
+	}
+	lat := time.Since(start)
 	m.latN.Add(1)
 	m.latSum.Add(uint64(lat))
 	for {
@@ -741,9 +749,12 @@ func (m *mirrorer) close(ctx context.Context) (flushed, dropped, inflight uint64
 	select {
 	case <-done:
 	case <-ctx.Done():
+		// With final set and the queue drained, pending is exactly the
+		// copies senders have taken and not settled, including one just
+		// handed to a sender that has not started sending it.
 		m.closeMu.Lock()
-		m.cut = true
-		inflight = uint64(m.inflight.Load())
+		m.cut.Store(true)
+		inflight = uint64(m.pending.Load())
 		m.closeMu.Unlock()
 		m.dropped.Add(inflight)
 		dropped += inflight
