@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -494,6 +495,105 @@ func TestMirrorTakesTheBodyBuffer(t *testing.T) {
 	sh.mu.Unlock()
 	if st.Sent != 1 || got != 1 {
 		t.Fatalf("shadow did not get the body intact (%d matching copies): %+v", got, st)
+	}
+}
+
+// A route's mirror settings: the defaults (every request, no size limit,
+// DefaultMirrorTimeout) and each key read.
+func TestMirrorSettings(t *testing.T) {
+	tests := []struct {
+		meta      string
+		perMyriad uint64
+		maxBody   int
+		timeout   time.Duration
+		headers   int
+	}{
+		{`"MirrorCluster": "main"`, 10000, 0, DefaultMirrorTimeout, 0},
+		{`"MirrorCluster": "main", "MirrorPercent": 10, "MirrorMaxBodySize": "8MiB", "MirrorTimeout": "00:00:02", "MirrorHeaders": "X-Mirror: 1; X-Env: shadow"`,
+			1000, 8 << 20, 2 * time.Second, 2},
+		{`"MirrorCluster": "main", "MirrorPercent": "0.5", "MirrorTimeout": "00:00:00.250"`, 50, 0, 250 * time.Millisecond, 0},
+	}
+	for _, tt := range tests {
+		cfg := mustConfig(t, `{"ReverseProxy": {
+		  "Routes": {"r": {"ClusterId": "main", "Metadata": {`+tt.meta+`}}},
+		  "Clusters": {"main": {"Destinations": [{"Address": "127.0.0.1:1"}]}}}}`)
+		rm, err := compileMirror(cfg.Routes[0], func(string) *Cluster { return &Cluster{ID: "main"} })
+		if err != nil {
+			t.Fatalf("%s: %v", tt.meta, err)
+		}
+		if rm.perMyriad != tt.perMyriad || rm.maxBody != tt.maxBody || rm.timeout != tt.timeout || len(rm.headers) != tt.headers {
+			t.Errorf("%s: per10000 %d, max body %d, timeout %v, %d headers; want %d, %d, %v, %d",
+				tt.meta, rm.perMyriad, rm.maxBody, rm.timeout, len(rm.headers), tt.perMyriad, tt.maxBody, tt.timeout, tt.headers)
+		}
+	}
+}
+
+// Copies beyond the in-flight limit wait in the queue; once it is full they
+// are dropped and counted, and the main path answers every request.
+func TestMirrorQueueFullDrops(t *testing.T) {
+	gate := make(chan struct{})
+	var gateOnce sync.Once
+	open := func() { gateOnce.Do(func() { close(gate) }) }
+	defer open()
+	sh := newShadow()
+	shadowAddr := startOrigin(t, func(ctx *fasthttp.RequestCtx) { <-gate; sh.handler(0)(ctx) })
+	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, shadowAddr),
+		Options{MirrorInflight: 1, MirrorQueue: 2})
+	c, _ := serveEngine(t, e)
+	post := func() {
+		if resp := do(t, c, "POST", "/", []byte("x")); resp.StatusCode() != 200 {
+			t.Fatalf("main %d", resp.StatusCode())
+		}
+	}
+	post()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.MirrorStats().Inflight != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("first copy not in flight: %+v", e.MirrorStats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 4; i++ {
+		post()
+	}
+	if st := e.MirrorStats(); st.Queued != 2 || st.Dropped != 2 {
+		t.Fatalf("one copy in flight, four more: %+v; want 2 queued, 2 dropped", st)
+	}
+	open()
+	if st := waitMirror(t, e, 10*time.Second); st.Sent != 3 || st.Dropped != 2 || sh.n.Load() != 3 {
+		t.Fatalf("after the shadow answered: %+v, shadow got %d; want 3 sent, 2 dropped", st, sh.n.Load())
+	}
+}
+
+// Failures are logged at most once a second with a count, not per copy: a
+// burst of refused copies (ten dead destinations, five failures each before
+// their breakers trip) gives one "mirror failures" line, not fifty.
+func TestMirrorFailureLogIsRateLimited(t *testing.T) {
+	var dests []string
+	for i := 0; i < 10; i++ {
+		dests = append(dests, `{"Address": "http://`+deadAddr(t)+`"}`)
+	}
+	var logs bytes.Buffer // slog's JSON handler serializes its writes
+	e := mustEngine(t, `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "main", "Match": {"Hosts": ["*"], "Paths": ["*"]}, "Metadata": {"MirrorCluster": "shadow"}}},
+	  "Clusters": {"main": {"Destinations": [{"Address": "http://`+startOrigin(t, mainOrigin)+`"}]},
+	               "shadow": {"Destinations": [`+strings.Join(dests, ",")+`]}}}}`,
+		Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	c, _ := serveEngine(t, e)
+	start := time.Now()
+	for i := 0; i < 60; i++ {
+		if resp := do(t, c, "POST", "/", []byte("x")); resp.StatusCode() != 200 {
+			t.Fatalf("main %d", resp.StatusCode())
+		}
+	}
+	st := waitMirror(t, e, 10*time.Second)
+	elapsed := time.Since(start)
+	lines := strings.Count(logs.String(), `"msg":"mirror failures"`)
+	if st.Failed < 50 || st.Failed+st.Dropped != 60 {
+		t.Fatalf("%+v; want every copy failed or dropped, at least 50 failed", st)
+	}
+	if lines < 1 || lines > 1+int(elapsed/time.Second) {
+		t.Fatalf("%d failures in %v gave %d \"mirror failures\" lines; want 1 per second at most\n%s", st.Failed, elapsed, lines, logs.String())
 	}
 }
 
