@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -469,23 +471,84 @@ func TestE2EDeadShadow(t *testing.T) {
 	<-p.done
 	p.done <- nil
 	log := p.log()
-	var stopped struct{ Due, Sent, Failed, Dropped, DroppedDown int }
+	st := mirrorStopped(t, log)
+	if strings.Count(log, "mirror destination down") != 1 || st["due"] != n || st["sent"] != 0 ||
+		st["failed"] < 5 || st["failed"]+st["dropped_down"] != n || st["dropped"] != st["dropped_down"] {
+		t.Fatalf("counters %v; want %d due, at least 5 failed, the rest dropped as down, one 'down' log line:\n%s", st, n, log)
+	}
+}
+
+// mirrorStopped reads the integer fields of the "mirror stopped" log line.
+func mirrorStopped(t *testing.T, log string) map[string]int {
+	t.Helper()
 	for _, line := range strings.Split(log, "\n") {
-		if strings.Contains(line, `"msg":"mirror stopped"`) {
-			for _, f := range []struct {
-				key string
-				dst *int
-			}{{"due", &stopped.Due}, {"sent", &stopped.Sent}, {"failed", &stopped.Failed}, {"dropped", &stopped.Dropped}, {"dropped_down", &stopped.DroppedDown}} {
-				i := strings.Index(line, `"`+f.key+`":`)
-				if i < 0 {
-					t.Fatalf("no %s in %s", f.key, line)
-				}
-				fmt.Sscan(line[i+len(f.key)+3:], f.dst)
+		if !strings.Contains(line, `"msg":"mirror stopped"`) {
+			continue
+		}
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
+			t.Fatalf("mirror stopped line %q: %v", line, err)
+		}
+		st := map[string]int{}
+		for k, v := range fields {
+			if f, ok := v.(float64); ok {
+				st[k] = int(f)
 			}
 		}
+		return st
 	}
-	if strings.Count(log, "mirror destination down") != 1 || stopped.Due != n || stopped.Sent != 0 ||
-		stopped.Failed < 5 || stopped.Failed+stopped.DroppedDown != n || stopped.Dropped != stopped.DroppedDown {
-		t.Fatalf("counters %+v; want %d due, at least 5 failed, the rest dropped as down, one 'down' log line:\n%s", stopped, n, log)
+	t.Fatalf("no mirror stopped line in the log:\n%s", log)
+	return nil
+}
+
+// TestE2EMirrorFlags runs the binary with a one-copy in-flight limit and a
+// one-copy queue in front of a shadow that never answers: of five copies one
+// is sent, one waits, three are dropped; at SIGTERM the grace period runs
+// out and the log counts the waiting copy and the one in flight as dropped
+// at shutdown, so every copy is accounted for.
+func TestE2EMirrorFlags(t *testing.T) {
+	main := origin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("main") })
+	gate := make(chan struct{})
+	var arrived atomic.Int32
+	shadow := origin(t, func(ctx *fasthttp.RequestCtx) { arrived.Add(1); <-gate })
+	t.Cleanup(func() { close(gate) }) // before the shadow's own cleanup waits for it
+	cfg := `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "main", "Match": {"Hosts": ["*"], "Paths": ["*"]}, "Metadata": {"MirrorCluster": "shadow", "MirrorTimeout": "00:01:00"}}},
+	  "Clusters": {"main": {"Destinations": [{"Address": "http://` + main + `"}]},
+	               "shadow": {"Destinations": [{"Address": "http://` + shadow + `"}]}}}}`
+	addr := freeAddr(t)
+	p := startVKP(t, cfg, addr, "--mirror-inflight", "1", "--mirror-queue", "1", "--mirror-memory", "1MiB", "--grace", "500ms")
+	c := &fasthttp.HostClient{Addr: addr}
+	post := func(i int) {
+		req := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(req)
+		req.Header.SetMethod("POST")
+		req.SetRequestURI("http://" + addr + "/orders")
+		req.SetBodyString("copy")
+		resp := &fasthttp.Response{}
+		if err := c.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 || string(resp.Body()) != "main" {
+			t.Fatalf("request %d: %v %d %q\n%s", i, err, resp.StatusCode(), resp.Body(), p.log())
+		}
+	}
+	post(0)
+	deadline := time.Now().Add(5 * time.Second)
+	for arrived.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first copy did not reach the shadow\n%s", p.log())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i := 1; i < 5; i++ {
+		post(i)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	p.done <- nil
+	st := mirrorStopped(t, p.log())
+	want := map[string]int{"due": 5, "sent": 0, "failed": 0, "dropped": 5, "flushed": 0, "dropped_at_shutdown": 2, "of_them_in_flight": 1}
+	for k, v := range want {
+		if st[k] != v {
+			t.Fatalf("mirror stopped: %s = %d, want %d (all: %v)\n%s", k, st[k], v, st, p.log())
+		}
 	}
 }
