@@ -571,6 +571,7 @@ func TestMirrorQueueFullDrops(t *testing.T) {
 // burst of refused copies (ten dead destinations, five failures each before
 // their breakers trip) gives one "mirror failures" line, not fifty.
 func TestMirrorFailureLogIsRateLimited(t *testing.T) {
+	mainAddr := startOrigin(t, mainOrigin) // first, so no dead port can become it
 	var dests []string
 	for i := 0; i < 10; i++ {
 		dests = append(dests, `{"Address": "http://`+deadAddr(t)+`"}`)
@@ -578,7 +579,7 @@ func TestMirrorFailureLogIsRateLimited(t *testing.T) {
 	var logs bytes.Buffer // slog's JSON handler serializes its writes
 	e := mustEngine(t, `{"ReverseProxy": {
 	  "Routes": {"r": {"ClusterId": "main", "Match": {"Hosts": ["*"], "Paths": ["*"]}, "Metadata": {"MirrorCluster": "shadow"}}},
-	  "Clusters": {"main": {"Destinations": [{"Address": "http://`+startOrigin(t, mainOrigin)+`"}]},
+	  "Clusters": {"main": {"Destinations": [{"Address": "http://`+mainAddr+`"}]},
 	               "shadow": {"Destinations": [`+strings.Join(dests, ",")+`]}}}}`,
 		Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	c, _ := serveEngine(t, e)
