@@ -167,44 +167,23 @@ func freePort() (string, error) {
 	return addr, ln.Close()
 }
 
-// waitReady waits until addr accepts connections, p exits, or timeout.
+// waitReady waits until a GET of /bench on addr is answered with anything
+// but 404, p exits, or timeout. Accepting connections is not enough: a proxy
+// may open its port before its routes are loaded (Traefik's file provider
+// comes up after its entry points).
 func waitReady(ctx context.Context, p *proc, addr string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp4", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
+		status, _, err := fasthttp.GetTimeout(nil, "http://"+addr+"/bench", 2*time.Second)
+		if err == nil && status != fasthttp.StatusNotFound {
 			return nil
 		}
 		if p.exited() {
-			return fmt.Errorf("bench: %s exited before listening on %s: %v\n%s", p.name, addr, p.err, p.logs)
+			return fmt.Errorf("bench: %s exited before answering on %s: %v\n%s", p.name, addr, p.err, p.logs)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: %s not listening on %s after %s\n%s", p.name, addr, timeout, p.logs)
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// waitRouted waits until a GET of /bench on addr is answered with anything
-// but 404: a proxy may accept connections before its routes are loaded
-// (Traefik's file provider comes up after its entry points).
-func waitRouted(ctx context.Context, p *proc, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	status := 0
-	for {
-		var err error
-		if status, _, err = fasthttp.GetTimeout(nil, "http://"+addr+"/bench", 2*time.Second); err == nil && status != fasthttp.StatusNotFound {
-			return nil
-		}
-		if p.exited() {
-			return fmt.Errorf("bench: %s exited before routing %s: %v\n%s", p.name, addr, p.err, p.logs)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bench: %s not routing /bench after %s (last status %d, error %v)\n%s", p.name, timeout, status, err, p.logs)
+			return fmt.Errorf("bench: %s not answering /bench on %s after %s (last status %d, error %v)\n%s",
+				p.name, addr, timeout, status, err, p.logs)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -51,10 +51,10 @@ func TestSelfUsage(t *testing.T) {
 	}
 }
 
-// TestWaitRouted: a proxy whose port is open but whose routes are not
-// loaded yet answers 404; waitRouted waits for the first other answer, and
+// TestWaitReady: a proxy whose port is open but whose routes are not
+// loaded yet answers 404; waitReady waits for the first other answer, and
 // gives up with the last status when none comes.
-func TestWaitRouted(t *testing.T) {
+func TestWaitReady(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -74,15 +74,15 @@ func TestWaitRouted(t *testing.T) {
 	}
 	defer p.stop(time.Second)
 	addr := ln.Addr().String()
-	if err := waitRouted(context.Background(), p, addr, 5*time.Second); err != nil {
-		t.Fatalf("waitRouted: %v", err)
+	if err := waitReady(context.Background(), p, addr, 5*time.Second); err != nil {
+		t.Fatalf("waitReady: %v", err)
 	}
 	if n := calls.Load(); n != 4 {
-		t.Errorf("waitRouted returned after %d requests, want 4 (three 404s, then 200)", n)
+		t.Errorf("waitReady returned after %d requests, want 4 (three 404s, then 200)", n)
 	}
 	routedAfter.Store(1 << 30)
-	err = waitRouted(context.Background(), p, addr, 200*time.Millisecond)
+	err = waitReady(context.Background(), p, addr, 200*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "last status 404") {
-		t.Errorf("waitRouted on a proxy that never routes = %v, want an error naming status 404", err)
+		t.Errorf("waitReady on a proxy that never routes = %v, want an error naming status 404", err)
 	}
 }

@@ -236,9 +236,6 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if err := waitReady(ctx, p, listen, 10*time.Second); err != nil {
 		return err
 	}
-	if err := waitRouted(ctx, p, listen, 10*time.Second); err != nil {
-		return err
-	}
 
 	lc := LoadConfig{
 		Label:          px.Name + " " + sc.Label(cfg.Rate),
