@@ -59,10 +59,11 @@ const (
 	// copied header, and while it is sent a goroutine stack, a connection
 	// with its buffers and a request/response pair. Like the body, it is
 	// charged from the main response on: while the main request is served,
-	// the header copy is held uncharged, next to the request it came from. Measured: copies stuck
-	// on a hanging shadow hold ~22 KiB each beyond their bodies
-	// (BENCHMARKS.md, post-1mib-mirror-hang); the charge is about twice
-	// that, for stacks that grow and the runtime's own overhead. It keeps
+	// the header copy is held uncharged, next to the request it came from.
+	// Measured: copies stuck on a hanging shadow hold ~22 KiB each beyond
+	// their bodies (BENCHMARKS.md, post-1mib-mirror-hang); the charge is
+	// about twice that, for stacks that grow and the runtime's own
+	// overhead. It keeps
 	// the process within --mirror-memory of its no-mirror size, small
 	// bodies included. With the default limits, the budget holds ~5000
 	// small-body copies, more than the queue and in-flight limits allow
@@ -228,22 +229,14 @@ func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.Re
 		job.tls = ctx.IsTLS()
 		job.ipLen = len(appendRemoteIP(job.remoteIP[:0], ctx.RemoteAddr()))
 		next(ctx)
-		// The budget is charged only now: while the main request is served
-		// its body is the main request's, and a slow origin must not use up
-		// the budget of copies it holds nothing of. It counts what is held:
-		// the buffer's capacity, which fasthttp's pooling can make larger
-		// than the body.
-		if !m.charge(job, int64(cap(ctx.Request.Body()))) {
-			return
-		}
+		// The body is taken and the budget charged only now: while the main
+		// request is served its body is the main request's, and a slow
+		// origin must not use up the budget of copies it holds nothing of.
 		job.body = pool.Bodies.Get()
 		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
 		job.bodyLen = len(job.body.B)
-		// SwapBody may hand over a bigger buffer than Body() showed (a body
-		// set with SetBodyRaw is copied into one); charge the difference.
-		if extra := int64(cap(job.body.B)) - job.bodyCost; extra > 0 {
-			m.memory.Add(extra)
-			job.bodyCost += extra
+		if !m.charge(job) {
+			return
 		}
 		for i, c := range rm.clusters {
 			j := job
@@ -291,12 +284,13 @@ func (m *mirrorer) enter(k int) *mirrorJob {
 	return job
 }
 
-// charge charges n body bytes and the per-copy cost for the job's copies
-// to the budget. When the budget is exhausted it drops and counts them,
-// releases the job and reports false.
-func (m *mirrorer) charge(job *mirrorJob, n int64) bool {
+// charge charges the job's body buffer (its capacity: what is held, which
+// fasthttp's pooling can make larger than the body) and the per-copy cost
+// for its copies to the budget. When the budget is exhausted it drops and
+// counts them, releases the job and its body and reports false.
+func (m *mirrorer) charge(job *mirrorJob) bool {
 	k := int64(len(job.rm.clusters))
-	cost := k * MirrorCopyCost
+	n, cost := int64(cap(job.body.B)), k*MirrorCopyCost
 	if m.memory.Add(n+cost) <= m.memBudget {
 		job.bodyCost = n
 		return true
@@ -304,6 +298,7 @@ func (m *mirrorer) charge(job *mirrorJob, n int64) bool {
 	m.memory.Add(-n - cost)
 	m.dropped.Add(uint64(k))
 	m.entering.Add(-k)
+	pool.Bodies.Put(job.body)
 	job.reset()
 	jobPool.Put(job)
 	return false
