@@ -750,8 +750,8 @@ func (m *mirrorer) close(ctx context.Context) (flushed, dropped, inflight uint64
 		m.closeMu.Lock()
 		m.cut.Store(true)
 		inflight = uint64(m.pending.Load())
-		m.closeMu.Unlock()
 		m.dropped.Add(inflight)
+		m.closeMu.Unlock()
 		dropped += inflight
 	}
 	return m.sent.Load() + m.failed.Load() - before, dropped, inflight
