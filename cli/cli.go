@@ -141,6 +141,16 @@ func serveCommand(code *int) *ucli.Command {
 				Usage: "most mirror copies waiting for a sender; beyond it copies are dropped and counted"},
 			&ucli.StringFlag{Name: "mirror-memory", EnvVars: []string{"VKP_MIRROR_MEMORY"}, Value: "256MiB",
 				Usage: "most memory held by mirror copies once the main response is out (bodies until written, + 48 KiB per copy until answered); beyond it copies are dropped"},
+			&ucli.StringFlag{Name: "body-memory", EnvVars: []string{"VKP_BODY_MEMORY"}, Value: "256MiB",
+				Usage: "most memory held by request bodies being served whole (mirrored routes, Statements on Form); beyond it bodies stream and their mirror copies are dropped"},
+			&ucli.DurationFlag{Name: "header-timeout", EnvVars: []string{"VKP_HEADER_TIMEOUT"}, Value: engine.DefaultHeaderTimeout,
+				Usage: "a request header not complete this long after the connection opened (or its first byte, on keep-alive) gets 408 and the connection is closed"},
+			&ucli.DurationFlag{Name: "body-timeout", EnvVars: []string{"VKP_BODY_TIMEOUT"}, Value: engine.DefaultBodyTimeout,
+				Usage: "longest wait for more of a request body"},
+			&ucli.DurationFlag{Name: "idle-timeout", EnvVars: []string{"VKP_IDLE_TIMEOUT"}, Value: engine.DefaultIdleTimeout,
+				Usage: "how long a keep-alive client connection may wait for its next request"},
+			&ucli.DurationFlag{Name: "write-timeout", EnvVars: []string{"VKP_WRITE_TIMEOUT"}, Value: engine.DefaultWriteTimeout,
+				Usage: "longest wait for a client to take a buffered response, or each part of a streamed one"},
 		},
 		Action: func(c *ucli.Context) error {
 			err := serve(c)
@@ -180,6 +190,15 @@ func serve(c *ucli.Context) error {
 	if c.Int("mirror-inflight") <= 0 || c.Int("mirror-queue") <= 0 {
 		return fmt.Errorf("%w: --mirror-inflight and --mirror-queue must be positive", errUsage)
 	}
+	bodyMem, err := engine.ParseSize(c.String("body-memory"))
+	if err != nil || bodyMem <= 0 {
+		return fmt.Errorf("%w: --body-memory %q: want a positive size like 256MiB", errUsage, c.String("body-memory"))
+	}
+	for _, f := range []string{"header-timeout", "body-timeout", "idle-timeout", "write-timeout"} {
+		if c.Duration(f) <= 0 {
+			return fmt.Errorf("%w: --%s must be positive", errUsage, f)
+		}
+	}
 	cfg, err := loadConfig(c.String("config"), c.App.ErrWriter)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadConfig, err)
@@ -187,6 +206,8 @@ func serve(c *ucli.Context) error {
 	eng, err := engine.New(cfg, engine.Options{
 		MaxRequestBodySize: maxBody, Logger: log,
 		MirrorInflight: c.Int("mirror-inflight"), MirrorQueue: c.Int("mirror-queue"), MirrorMemory: int64(mirrorMem),
+		BodyMemory: int64(bodyMem), HeaderTimeout: c.Duration("header-timeout"), BodyTimeout: c.Duration("body-timeout"),
+		IdleTimeout: c.Duration("idle-timeout"), WriteTimeout: c.Duration("write-timeout"),
 	})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadConfig, err)

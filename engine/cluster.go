@@ -1,28 +1,17 @@
 package engine
 
 import (
-	"crypto/tls"
-	"sync/atomic"
-
 	"github.com/valyala/fasthttp"
 )
 
-// upstream is the connection pool and live state of one destination address.
-// It is shared by every snapshot that names the address, so a reload keeps
-// warm connections and in-flight counts (DESIGN: state keyed by address).
-type upstream struct {
-	key      string // "http://addr" or "https://addr" plus TLS options
-	hc       *fasthttp.HostClient
-	inflight atomic.Int64
-}
-
 // Destination is one configured destination of a cluster in one snapshot.
 type Destination struct {
-	Address string // as configured
-	host    string // Host header to send; "" keeps the client's
-	base    []byte // path prefix, no trailing '/'
-	tls     bool
-	up      *upstream
+	Address   string // as configured
+	host      string // Host header to send; "" keeps the client's
+	authority string // the address's host[:port], the Host of a request that had none
+	base      []byte // path prefix, no trailing '/'
+	tls       bool
+	up        *upstream // connection pool, shared by every snapshot naming the address
 }
 
 // Inflight is the number of requests this destination's address is serving.
@@ -49,28 +38,19 @@ func (c *Cluster) Pick(ctx *fasthttp.RequestCtx) *Destination {
 	return c.picker.Pick(ctx, c.dests)
 }
 
+// next returns the destination after d in the cluster's list (d itself
+// when it is the only one): where a failed attempt is retried.
+func (c *Cluster) next(d *Destination) *Destination {
+	for i, x := range c.dests {
+		if x == d {
+			return c.dests[(i+1)%len(c.dests)]
+		}
+	}
+	return d
+}
+
 // Destinations returns the cluster's destinations (read-only).
 func (c *Cluster) Destinations() []*Destination { return c.dests }
-
-func newHostClient(d destAddr, c *ClusterConfig) *fasthttp.HostClient {
-	hc := &fasthttp.HostClient{
-		Addr:  d.addr,
-		IsTLS: d.tls,
-		// A proxy forwards what it was sent: no fasthttp User-Agent, no path
-		// normalisation of the client's raw path.
-		NoDefaultUserAgentHeader: true,
-		DisablePathNormalizing:   true,
-		// Large cookies and headers are common behind gateways.
-		ReadBufferSize:  16 << 10,
-		WriteBufferSize: 16 << 10,
-		MaxConns:        c.MaxConnectionsPerServer,
-	}
-	if d.tls {
-		host, _, _ := splitHostPortLoose(d.addr)
-		hc.TLSConfig = &tls.Config{ServerName: host, InsecureSkipVerify: c.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in via DangerousAcceptAnyServerCertificate
-	}
-	return hc
-}
 
 func splitHostPortLoose(hp string) (string, string, error) {
 	for i := len(hp) - 1; i >= 0; i-- {

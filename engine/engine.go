@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,7 +34,35 @@ type Options struct {
 	// MirrorMemory bounds the body bytes of queued and in-flight mirror
 	// copies. Default DefaultMirrorMemory.
 	MirrorMemory int64
+	// BodyMemory bounds the request body bytes held in memory by requests
+	// being served (bodies a stage needs whole: mirroring, a Statement on
+	// Form fields). Other bodies are streamed and hold nothing. Default
+	// DefaultBodyMemory.
+	BodyMemory int64
+	// HeaderTimeout bounds the wait for a request's whole header, from the
+	// connection's accept or its first byte (keep-alive); past it the client
+	// gets 408 and the connection is closed. Default DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+	// BodyTimeout bounds each wait for more of a request body. Default
+	// DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// connection. Default DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing a buffered response, and each write of a
+	// streamed one, to a client that does not read. Default
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 }
+
+// Defaults of Options' limits and timeouts (README, "Limits and timeouts").
+const (
+	DefaultBodyMemory    = 256 << 20
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout   = 60 * time.Second
+	DefaultIdleTimeout   = 2 * time.Minute
+	DefaultWriteTimeout  = 60 * time.Second
+)
 
 // DefaultMaxRequestBodySize is the request body limit when Options leaves it 0.
 const DefaultMaxRequestBodySize = 64 << 20
@@ -48,7 +77,10 @@ type Engine struct {
 	mu        sync.Mutex           // guards upstreams; taken only when building snapshots
 	upstreams map[string]*upstream // by address key, shared across snapshots
 
-	mirror *mirrorer
+	mirror  *mirrorer
+	bodyMem atomic.Int64 // request body bytes held (Options.BodyMemory)
+	stop    chan struct{}
+	stopped sync.WaitGroup
 }
 
 // Snapshot is one immutable, compiled configuration. Requests Load() it once
@@ -59,6 +91,9 @@ type Snapshot struct {
 	Routes   []*Route
 	Clusters map[string]*Cluster // by lower-cased id
 	Built    time.Time
+	// readsBody: some route's Statement looks at Form fields, so request
+	// bodies are read before routing.
+	readsBody bool
 }
 
 // Route is a compiled route: its matcher parts and its handler chain.
@@ -69,8 +104,11 @@ type Route struct {
 	timeout time.Duration
 	match   func(*fasthttp.RequestCtx) bool // Statement; nil accepts all
 	mirror  *routeMirror                    // nil: not mirrored
-	handler fasthttp.RequestHandler
+	handler handler
 }
+
+// handler is one stage of a route, or the whole composed chain.
+type handler func(x *exchange)
 
 // Config returns the route's configuration (read-only).
 func (r *Route) Config() *RouteConfig { return r.cfg }
@@ -99,12 +137,50 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	if opts.MirrorMemory <= 0 {
 		opts.MirrorMemory = DefaultMirrorMemory
 	}
-	e := &Engine{opts: opts, log: opts.Logger, upstreams: map[string]*upstream{}}
+	if opts.BodyMemory <= 0 {
+		opts.BodyMemory = DefaultBodyMemory
+	}
+	for _, t := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&opts.HeaderTimeout, DefaultHeaderTimeout}, {&opts.BodyTimeout, DefaultBodyTimeout},
+		{&opts.IdleTimeout, DefaultIdleTimeout}, {&opts.WriteTimeout, DefaultWriteTimeout}} {
+		if *t.v <= 0 {
+			*t.v = t.def
+		}
+	}
+	e := &Engine{opts: opts, log: opts.Logger, upstreams: map[string]*upstream{}, stop: make(chan struct{})}
 	e.mirror = newMirrorer(opts, opts.Logger)
 	if err := e.Apply(cfg); err != nil {
 		return nil, err
 	}
+	e.stopped.Add(1)
+	go e.janitor()
 	return e, nil
+}
+
+// janitor closes upstream connections idle for too long.
+func (e *Engine) janitor() {
+	defer e.stopped.Done()
+	t := time.NewTicker(upstreamIdleTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			now := monoNow()
+			e.mu.Lock()
+			ups := make([]*upstream, 0, len(e.upstreams))
+			for _, u := range e.upstreams {
+				ups = append(ups, u)
+			}
+			e.mu.Unlock()
+			for _, u := range ups {
+				u.sweep(now)
+			}
+		}
+	}
 }
 
 // Current returns the snapshot serving new requests.
@@ -143,7 +219,10 @@ func (e *Engine) build(cfg *Config) (*Snapshot, error) {
 		if err != nil {
 			return nil, err
 		}
-		r.match = m
+		if m != nil {
+			r.match = m.Eval
+			s.readsBody = s.readsBody || m.ReadsBody()
+		}
 		r.mirror, err = compileMirror(rc, func(id string) *Cluster { return s.Clusters[strings.ToLower(id)] })
 		if err != nil {
 			return nil, err
@@ -176,11 +255,12 @@ func (e *Engine) destinations(cc *ClusterConfig, mirror bool) ([]*Destination, e
 			return nil, fmt.Errorf("ReverseProxy.Clusters.%s: %w", cc.ID, err)
 		}
 		out = append(out, &Destination{
-			Address: dc.Address,
-			host:    dc.Host,
-			base:    []byte(da.base),
-			tls:     da.tls,
-			up:      e.upstreamFor(da, cc, mirror),
+			Address:   dc.Address,
+			host:      dc.Host,
+			authority: da.host,
+			base:      []byte(da.base),
+			tls:       da.tls,
+			up:        e.upstreamFor(da, cc, mirror),
 		})
 	}
 	return out, nil
@@ -190,38 +270,31 @@ func (e *Engine) destinations(cc *ClusterConfig, mirror bool) ([]*Destination, e
 // Mirror copies never use the main traffic's pools: a slow shadow that
 // shares an address with a main cluster must not take the connections the
 // real requests need. A mirror pool allows as many connections as the
-// mirror's in-flight limit and streams (discards) the shadow's answers.
+// mirror's in-flight limit.
 func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig, mirror bool) *upstream {
 	key := fmt.Sprintf("%t|%t|%s|%t|%d", mirror, d.tls, d.addr, cc.InsecureSkipVerify, cc.MaxConnectionsPerServer)
 	if u := e.upstreams[key]; u != nil {
 		return u
 	}
-	u := &upstream{key: key, hc: newHostClient(d, cc)}
+	maxConns := cc.MaxConnectionsPerServer
 	if mirror {
-		u.hc.MaxConns = e.opts.MirrorInflight
-		u.hc.StreamResponseBody = true
-		// A hanging shadow holds up to MirrorInflight connections; their
-		// buffers count in MirrorCopyCost, so keep the write buffer small
-		// (bodies are written straight through). The read buffer bounds
-		// the answer's header, as on the main path.
-		u.hc.WriteBufferSize = 4 << 10
+		maxConns = e.opts.MirrorInflight
 	}
-	if e.opts.Dial != nil {
-		u.hc.Dial = e.opts.Dial
-	} else {
-		u.hc.DialTimeout = dialLive
+	var tc *tls.Config
+	if d.tls {
+		host, _, _ := splitHostPortLoose(d.addr)
+		tc = &tls.Config{ServerName: host, InsecureSkipVerify: cc.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in via DangerousAcceptAnyServerCertificate
 	}
-	u.hc.RetryIfErr = retryUpstream
-	u.hc.MaxIdemponentCallAttempts = maxUpstreamAttempts
+	u := newUpstream(key, "tcp", d.addr, tc, maxConns, e.opts.Dial)
+	u.mirror = mirror
 	e.upstreams[key] = u
 	return u
 }
 
 // chain composes the route's stages, outermost first. A stage that the route
 // does not configure returns next unchanged and costs nothing.
-func (e *Engine) chain(r *Route) fasthttp.RequestHandler {
-	h := func(ctx *fasthttp.RequestCtx) { e.forward(ctx, r) }
-	return e.mirrorStage(r, h)
+func (e *Engine) chain(r *Route) handler {
+	return e.mirrorStage(r, e.forward)
 }
 
 // MirrorStats returns the mirror counters.
@@ -229,7 +302,7 @@ func (e *Engine) MirrorStats() MirrorStats { return e.mirror.Stats() }
 
 // Close stops background work after the server has stopped taking requests:
 // queued and in-flight mirror copies get until ctx ends to finish, the rest
-// are dropped. It logs what happened.
+// are dropped. It logs what happened, and closes idle upstream connections.
 func (e *Engine) Close(ctx context.Context) {
 	flushed, dropped, inflight := e.mirror.close(ctx)
 	st := e.mirror.Stats()
@@ -240,42 +313,93 @@ func (e *Engine) Close(ctx context.Context) {
 	e.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped, "of_them_in_flight", inflight,
 		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "dropped_down", st.DroppedDown, "skipped", st.Skipped,
 		"body_bytes", st.BodyBytes, "latency_mean", mean, "latency_max", st.LatencyMax)
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	e.stopped.Wait()
+	e.mu.Lock()
+	for _, u := range e.upstreams {
+		u.close()
+	}
+	e.mu.Unlock()
 }
 
-// Handle serves one request: match a route on the current snapshot and run
-// its chain.
+// Handle serves one request: check what the client sent, match a route on
+// the current snapshot and run its chain.
 func (e *Engine) Handle(ctx *fasthttp.RequestCtx) {
+	if err := checkRequest(&ctx.Request.Header); err != nil {
+		e.failCtx(ctx, err, nil, nil)
+		ctx.SetConnectionClose()
+		return
+	}
+	x := e.acquireExchange(ctx)
+	defer x.release()
+	x.startBody()
+	if x.body.n > e.opts.MaxRequestBodySize {
+		e.fail(x, fasthttp.ErrBodyTooLarge, nil)
+		return
+	}
 	if ambiguousPath(ctx.Request.URI().PathOriginal()) {
-		e.fail(ctx, ErrAmbiguousPath, nil, nil)
+		e.fail(x, ErrAmbiguousPath, nil)
 		return
 	}
 	s := e.current.Load()
+	if s.readsBody {
+		if err := x.hold(); err != nil {
+			e.fail(x, err, nil)
+			return
+		}
+	}
 	r := s.Router.Match(ctx)
 	if r == nil {
-		e.fail(ctx, ErrNoRoute, nil, nil)
+		e.fail(x, ErrNoRoute, nil)
 		return
 	}
-	r.handler(ctx)
+	x.route = r
+	r.handler(x)
+	if !x.body.whole() || x.closeClient {
+		// The rest of the body is still on the connection: it must not be
+		// read as the next request.
+		ctx.SetConnectionClose()
+	}
 }
 
-// NewServer returns a fasthttp server wired to the engine: body limit, error
-// mapping, and response headers passed through as the upstream sent them.
+// NewServer returns a fasthttp server wired to the engine: body limit,
+// timeouts, error mapping, request bodies streamed (read by the engine as
+// it needs them), and response headers passed through as the upstream sent
+// them.
 func (e *Engine) NewServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:                      e.Handle,
 		ErrorHandler:                 e.serverError,
 		ExpectHandler:                e.expect,
+		HeaderReceived:               e.headerReceived,
 		Name:                         "",
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		MaxRequestBodySize:           e.opts.MaxRequestBodySize,
+		StreamRequestBody:            true,
 		ReadBufferSize:               16 << 10,
 		WriteBufferSize:              16 << 10,
 		DisablePreParseMultipartForm: true,
-		IdleTimeout:                  2 * time.Minute,
+		ReadTimeout:                  e.opts.HeaderTimeout,
+		IdleTimeout:                  e.opts.IdleTimeout,
+		WriteTimeout:                 e.opts.WriteTimeout,
 		CloseOnShutdown:              true,
 		Logger:                       slogPrinter{e.log},
 	}
+}
+
+// headerReceived gives a request with a body --body-timeout for the part
+// the server reads before the handler (the header's own deadline would
+// otherwise apply).
+func (e *Engine) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if n := h.ContentLength(); n != 0 && n != -2 {
+		return fasthttp.RequestConfig{ReadTimeout: e.opts.BodyTimeout}
+	}
+	return fasthttp.RequestConfig{}
 }
 
 // expect answers "Expect: 100-continue": a body announced over the limit is

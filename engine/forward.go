@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"iter"
 	"net"
 	"net/netip"
@@ -32,35 +33,116 @@ var (
 	strProxy = []byte("proxy-")
 )
 
-// forward sends ctx's request to a destination of the route's cluster and
-// leaves the upstream response in ctx.Response. The request is rewritten in
-// place (it is the proxy's own copy): hop-by-hop headers out, X-Forwarded-*
-// in, base path and Host applied.
+// forward sends the request to a destination of the route's cluster and
+// leaves the upstream response in ctx.Response (whole, or as a body stream
+// that owns the upstream connection until the server has written it; see
+// roundtrip.go). The request is rewritten in place (it is the proxy's own
+// copy): hop-by-hop headers out, X-Forwarded-* in; the request-target (the
+// destination's base path + the client's raw path and query) and Host are
+// set per attempt.
 //
-// Retries (retryUpstream): a request refused by a kept-alive connection the
-// upstream had closed while idle is sent again whatever its method, since
-// nothing of it was written (liveConn); after any other failure only
-// idempotent ones (GET, HEAD, PUT) are, as fasthttp does, and a POST that
-// may have reached the upstream never is.
-// Responses are read whole into ctx.Response's buffer (one read, one write,
-// never a second copy) and bounded by nothing but the route Timeout.
-func (e *Engine) forward(ctx *fasthttp.RequestCtx, r *Route) {
+// Retries: an attempt that wrote nothing (no connection could be made) is
+// retried whatever the method; one that wrote the request and got nothing
+// back (reset, or closed before a byte of answer) only for an idempotent
+// method whose body was not streamed. Never after any byte of a response
+// (a malformed answer is not retried), never after a timeout, and at most
+// once, on the next destination of the cluster when it has more than one.
+// An idle connection the upstream closed meanwhile is no attempt: the peek
+// before reuse finds it and a new connection is used (upstream.go).
+func (e *Engine) forward(x *exchange) {
+	ctx, r := x.ctx, x.route
 	d := r.cluster.Pick(ctx)
 	if d == nil {
-		e.fail(ctx, ErrNoDestination, r, nil)
+		e.fail(x, ErrNoDestination, nil)
 		return
 	}
-	req := &ctx.Request
-	prepareUpstreamRequest(ctx, d)
-
-	d.up.inflight.Add(1)
-	err := d.up.hc.DoDeadline(req, &ctx.Response, time.Now().Add(r.timeout))
-	d.up.inflight.Add(-1)
+	if b := &x.body; !b.whole() && b.n >= 0 && b.n <= smallBodyMax {
+		if err := x.hold(); err != nil && !errors.Is(err, errBodyMemory) {
+			e.fail(x, err, d)
+			return
+		}
+	}
+	h := &ctx.Request.Header
+	// The target and the client's Host, kept for each attempt.
+	tb := pool.Scratch.Get()
+	tb.B = appendOriginForm(tb.B[:0], &ctx.Request)
+	nt := len(tb.B)
+	tb.B = append(tb.B, h.Host()...)
+	prepareUpstreamRequest(ctx)
+	deadline := time.Now().Add(r.timeout)
+	sb := pool.Scratch.Get()
+	var err error
+	for attempt := 0; ; attempt++ {
+		sb.B = append(append(sb.B[:0], d.base...), tb.B[:nt]...)
+		setUpstreamHost(h, d, tb.B[nt:])
+		var stage rtStage
+		stage, err = x.roundTrip(d, sb.B, deadline)
+		if err == nil || attempt > 0 || !x.retryable(stage, err) {
+			break
+		}
+		d = r.cluster.next(d)
+	}
+	pool.Scratch.Put(sb)
+	pool.Scratch.Put(tb)
 	if err != nil {
-		e.fail(ctx, err, r, d)
+		e.fail(x, err, d)
 		return
 	}
 	stripHopResponse(&ctx.Response.Header)
+}
+
+// retryable applies forward's retry rule to a failed attempt.
+func (x *exchange) retryable(stage rtStage, err error) bool {
+	if isTimeout(err) || errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, errNoFreeConns) || isClientErr(err) {
+		return false
+	}
+	switch stage {
+	case rtNone:
+		return true
+	case rtSent:
+		return !x.body.started && idempotent(x.ctx.Request.Header.Method())
+	}
+	return false
+}
+
+// idempotent reports the methods RFC 9110 section 9.2.2 lets a client (or
+// proxy) repeat.
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
+}
+
+// appendOriginForm appends the request-target to send upstream: the
+// client's raw path (never normalised) and query, whatever form the client
+// used (origin-form, or absolute-form as sent to a proxy).
+func appendOriginForm(dst []byte, req *fasthttp.Request) []byte {
+	u := req.URI()
+	p := u.PathOriginal()
+	if len(p) == 0 || p[0] != '/' {
+		dst = append(dst, '/')
+	}
+	dst = append(dst, p...)
+	if q := u.QueryString(); len(q) > 0 {
+		dst = append(append(dst, '?'), q...)
+	}
+	return dst
+}
+
+// setUpstreamHost sets the Host an attempt on d sends: the destination's
+// Host setting, else the client's, else (an HTTP/1.0 request without one)
+// the destination's authority.
+func setUpstreamHost(h *fasthttp.RequestHeader, d *Destination, clientHost []byte) {
+	switch {
+	case d.host != "":
+		h.SetHost(d.host)
+	case len(clientHost) > 0:
+		h.SetHostBytes(clientHost)
+	default:
+		h.SetHost(d.authority)
+	}
 }
 
 // ambiguousPath reports whether a raw request path has "." or ".."
@@ -99,19 +181,19 @@ func ambiguousPath(p []byte) bool {
 	return false
 }
 
-// prepareUpstreamRequest rewrites ctx.Request for destination d.
-func prepareUpstreamRequest(ctx *fasthttp.RequestCtx, d *Destination) {
+// prepareUpstreamRequest rewrites ctx.Request's header for an upstream.
+func prepareUpstreamRequest(ctx *fasthttp.RequestCtx) {
 	var ipBuf [64]byte
-	rewriteForUpstream(&ctx.Request, d, appendRemoteIP(ipBuf[:0], ctx.RemoteAddr()), ctx.IsTLS())
+	rewriteForUpstream(&ctx.Request.Header, appendRemoteIP(ipBuf[:0], ctx.RemoteAddr()), ctx.IsTLS())
 }
 
-// rewriteForUpstream prepares req for destination d, on the main path and
-// for mirror copies alike: hop-by-hop headers out, X-Forwarded-For (client
-// appended), -Proto and -Host set, d's base path and Host applied.
-func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, isTLS bool) {
-	h := &req.Header
+// rewriteForUpstream prepares a request header for an upstream, on the main
+// path and for mirror copies alike: hop-by-hop headers out,
+// X-Forwarded-For (client appended), -Proto and -Host set. The target and
+// Host are the caller's, per destination.
+func rewriteForUpstream(h *fasthttp.RequestHeader, clientIP []byte, isTLS bool) {
 	// Host() is the header's own host field: header deletions below do not
-	// move it, and it is read before SetHost replaces it.
+	// move it.
 	clientHost := h.Host()
 	dup := stripHopRequest(h)
 
@@ -159,23 +241,7 @@ func rewriteForUpstream(req *fasthttp.Request, d *Destination, clientIP []byte, 
 	if rep != nil {
 		rep.restore(h.DelBytes, h.AddBytesKV, forwardedNames)
 	}
-
-	uri := req.URI()
-	if len(d.base) > 0 {
-		sb.B = append(append(sb.B[:0], d.base...), uri.PathOriginal()...)
-		uri.SetPathBytes(sb.B)
-	}
 	pool.Scratch.Put(sb)
-	if d.tls {
-		uri.SetSchemeBytes(strHTTPS)
-	} else {
-		uri.SetSchemeBytes(strHTTP)
-	}
-	if d.host != "" {
-		h.SetHost(d.host)
-	}
-	// Send the Host header as set above, not the URI's authority.
-	req.UseHostHeader = true
 }
 
 // appendRemoteIP appends the client IP without allocating.

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,15 +26,23 @@ func startOrigin(t testing.TB, h fasthttp.RequestHandler) string {
 	return ln.Addr().String()
 }
 
-// deadAddr returns a loopback address nothing listens on.
+// deadAddr returns a loopback address that refuses connections for the
+// whole test: a socket is bound to it but never listens, so the port cannot
+// be handed to another listener meanwhile (a closed listener's port can).
 func deadAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := ln.Addr().String()
-	ln.Close()
-	return a
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 func mustConfig(t testing.TB, src string) *Config {

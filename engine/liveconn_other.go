@@ -2,7 +2,12 @@
 
 package engine
 
-import "syscall"
+import (
+	"github.com/valyala/fasthttp"
+)
 
 // peerOpen cannot peek portably here; idle connections are trusted.
-func peerOpen(syscall.RawConn) bool { return true }
+func (c *uconn) peerOpen() bool { return true }
+
+// clientGone cannot peek portably here; clients are assumed present.
+func clientGone(*fasthttp.RequestCtx) bool { return false }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"slices"
@@ -84,6 +83,7 @@ type MirrorStats struct {
 	Failed      uint64        // copies that met a connect/IO error or timeout
 	Dropped     uint64        // copies refused by the queue, in-flight limit or memory budget, cut at shutdown, or for a shadow that is down
 	DroppedDown uint64        // of Dropped: copies for a shadow whose destinations were all down (mirror_breaker.go)
+	DroppedBody uint64        // of Dropped: copies whose body --body-memory could not hold
 	Skipped     uint64        // requests not copied because the body exceeds MirrorMaxBodySize
 	BodyBytes   uint64        // request body bytes of the copies the shadow answered
 	Inflight    int64         // copies being sent now
@@ -126,14 +126,14 @@ type mirrorJob struct {
 	m        *mirrorer
 	rm       *routeMirror
 	header   fasthttp.RequestHeader
+	target   []byte       // request-target (origin-form) as the client sent it
 	body     *pool.Buffer // owner only; nil once every sibling has written it
 	bodyLen  int
 	remoteIP [46]byte
 	ipLen    int
 	tls      bool
 	cluster  *Cluster
-	brks     []breaker // the route's breakers for cluster's mirror destinations
-	stream   mirrorBody
+	brks     []breaker    // the route's breakers for cluster's mirror destinations
 	written  bool         // this job no longer needs the body
 	owner    *mirrorJob   // siblings only: the job whose body they share
 	refs     atomic.Int32 // owner only: jobs not yet done
@@ -165,7 +165,7 @@ type mirrorer struct {
 	wg       sync.WaitGroup
 
 	due, sent, failed, dropped, skipped, bodyBytes atomic.Uint64
-	droppedDown                                    atomic.Uint64
+	droppedDown, droppedBody                       atomic.Uint64
 	latN, latSum, latMax                           atomic.Uint64
 
 	lastFailLog atomic.Int64 // unix nanos of the last failure log line
@@ -186,54 +186,86 @@ func newMirrorer(o Options, log *slog.Logger) *mirrorer {
 func (m *mirrorer) Stats() MirrorStats {
 	return MirrorStats{
 		Due: m.due.Load(), Sent: m.sent.Load(), Failed: m.failed.Load(), Dropped: m.dropped.Load(),
-		DroppedDown: m.droppedDown.Load(), Skipped: m.skipped.Load(), BodyBytes: m.bodyBytes.Load(), Inflight: m.inflight.Load(),
+		DroppedDown: m.droppedDown.Load(), DroppedBody: m.droppedBody.Load(), Skipped: m.skipped.Load(), BodyBytes: m.bodyBytes.Load(), Inflight: m.inflight.Load(),
 		Queued: int64(len(m.queue)), Memory: m.memory.Load(), LatencyN: m.latN.Load(),
 		LatencySum: time.Duration(m.latSum.Load()), LatencyMax: time.Duration(m.latMax.Load()),
 	}
 }
 
-// mirrorStage wraps next with mirroring when the route configures it.
-func (e *Engine) mirrorStage(r *Route, next fasthttp.RequestHandler) fasthttp.RequestHandler {
+// mirrorStage wraps next with mirroring when the route configures it. A
+// mirrored request's body is held whole (the copy needs it); when
+// --body-memory cannot take it, the main request streams its body as any
+// other and the copy is dropped and counted (DroppedBody): the main path
+// never waits for the mirror's sake.
+func (e *Engine) mirrorStage(r *Route, next handler) handler {
 	rm := r.mirror
 	if rm == nil {
 		return next
 	}
 	m := e.mirror
-	return func(ctx *fasthttp.RequestCtx) {
+	k := uint64(len(rm.clusters))
+	return func(x *exchange) {
+		ctx := x.ctx
 		if !rm.sample() {
-			next(ctx)
+			next(x)
 			return
 		}
-		body := ctx.Request.Body()
-		n := len(body)
-		if rm.maxBody > 0 && n > rm.maxBody {
-			m.skipped.Add(uint64(len(rm.clusters)))
-			next(ctx)
+		if n := x.body.n; rm.maxBody > 0 && n > rm.maxBody {
+			m.skipped.Add(k)
+			next(x)
 			return
 		}
-		m.due.Add(uint64(len(rm.clusters)))
+		herr := x.hold()
+		if herr != nil && !errors.Is(herr, errBodyMemory) {
+			e.fail(x, herr, nil) // the client's body failed: the main request fails too
+			return
+		}
+		if herr == nil && rm.maxBody > 0 && len(x.body.held()) > rm.maxBody {
+			m.skipped.Add(k) // a chunked body, now known to be too big
+			next(x)
+			return
+		}
+		m.due.Add(k)
+		if herr != nil {
+			m.dropped.Add(k)
+			m.droppedBody.Add(k)
+			next(x)
+			return
+		}
 		if !rm.anyClusterUp() {
-			m.dropDown(uint64(len(rm.clusters)))
-			next(ctx)
+			m.dropDown(k)
+			next(x)
 			return
 		}
 		job := m.enter(len(rm.clusters))
 		if job == nil {
-			next(ctx)
+			next(x)
 			return
 		}
-		// The header is copied before forwarding rewrites it for the main
-		// destination (base path, Host); the body is taken after.
+		// The header and target are copied before forwarding rewrites them
+		// for the main destination; the body is taken after.
 		ctx.Request.Header.CopyTo(&job.header)
+		job.target = appendOriginForm(job.target[:0], &ctx.Request)
 		job.rm = rm
 		job.tls = ctx.IsTLS()
 		job.ipLen = len(appendRemoteIP(job.remoteIP[:0], ctx.RemoteAddr()))
-		next(ctx)
-		// The body is taken and the budget charged only now: while the main
-		// request is served its body is the main request's, and a slow
-		// origin must not use up the budget of copies it holds nothing of.
-		job.body = pool.Bodies.Get()
-		job.body.B = ctx.Request.SwapBody(job.body.B[:0])
+		next(x)
+		// The body moves to the copy and the budget is charged only now:
+		// while the main request is served its body is the main request's
+		// (charged to --body-memory), and a slow origin must not use up the
+		// mirror budget of copies it holds nothing of.
+		switch {
+		case x.body.buf != nil:
+			job.body = x.body.buf
+			x.body.buf = nil
+			e.bodyMem.Add(-x.body.charged)
+			x.body.charged = 0
+		default:
+			// No body, or one built in-process in the request itself:
+			// swap it out, an empty pooled buffer takes its place.
+			job.body = pool.Bodies.Get()
+			job.body.B = ctx.Request.SwapBody(job.body.B[:0])
+		}
 		job.bodyLen = len(job.body.B)
 		if !m.charge(job) {
 			return
@@ -313,6 +345,7 @@ func (j *mirrorJob) fork(c *Cluster) *mirrorJob {
 	}
 	s := jobPool.Get().(*mirrorJob)
 	j.header.CopyTo(&s.header)
+	s.target = append(s.target[:0], j.target...)
 	s.m, s.rm, s.tls, s.remoteIP, s.ipLen, s.cluster = j.m, j.rm, j.tls, j.remoteIP, j.ipLen, c
 	s.bodyLen = j.bodyLen
 	s.owner = j
@@ -361,12 +394,12 @@ func (m *mirrorer) sender() {
 	defer m.wg.Done()
 	t := time.NewTimer(mirrorIdle)
 	defer t.Stop()
-	req := &fasthttp.Request{}
-	resp := &fasthttp.Response{}
+	var req fasthttp.RequestHeader
+	var resp fasthttp.ResponseHeader
 	for {
 		select {
 		case j := <-m.queue:
-			m.send(j, req, resp) // its settle takes the copy off pending
+			m.send(j, &req, &resp) // its settle takes the copy off pending
 			if !t.Stop() {
 				select {
 				case <-t.C:
@@ -402,10 +435,11 @@ func (m *mirrorer) retire() bool {
 	return true
 }
 
-// send delivers one copy and reads and discards the answer. A copy that met
-// a kept-alive connection the shadow had closed while it was idle is sent
-// once more on a new one: nothing of it was written (see liveConn).
-func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Response) {
+// send delivers one copy and reads and discards the answer. A copy whose
+// write failed on a kept-alive connection is sent once more on a new one
+// (its body is still held then); idle connections the shadow closed are
+// found before use by the pool's peek (upstream.go).
+func (m *mirrorer) send(j *mirrorJob, req *fasthttp.RequestHeader, resp *fasthttp.ResponseHeader) {
 	defer j.done()
 	defer req.Reset()
 	defer resp.Reset()
@@ -438,13 +472,12 @@ func (m *mirrorer) send(j *mirrorJob, req *fasthttp.Request, resp *fasthttp.Resp
 	}
 	start = time.Now()
 	deadline := start.Add(j.rm.timeout)
-	// fasthttp does not retry requests with a body stream; a copy refused
-	// by stale connections is sent again here (nothing of it was written).
-	err = m.sendOnce(j, d, req, resp, deadline)
-	for try := 1; errors.Is(err, errStaleConn) && try < maxUpstreamAttempts; try++ {
+	var retry bool
+	retry, err = m.sendOnce(j, d, req, resp, deadline)
+	if retry {
 		req.Reset()
 		resp.Reset()
-		err = m.sendOnce(j, d, req, resp, deadline)
+		_, err = m.sendOnce(j, d, req, resp, deadline)
 	}
 	if err != nil {
 		m.noteFailure(j, d, err)
@@ -496,34 +529,55 @@ func (m *mirrorer) settle(out int, start time.Time, bodyLen int) {
 	}
 }
 
-// sendOnce writes the copy to d and reads and discards the answer.
-func (m *mirrorer) sendOnce(j *mirrorJob, d *Destination, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
-	j.header.CopyTo(&req.Header)
-	prepareMirrorRequest(req, j, d)
-	if j.bodyLen > 0 {
-		// Set after the rewrite, so that nothing in the headers can change
-		// the length the copy is framed with. Streamed so that the buffer
-		// is released as soon as fasthttp has written it (mirrorBody.Close),
-		// not when the shadow answers: a slow shadow then holds no bodies,
-		// and the pool hands the buffer, still in cache, to the next request.
-		j.stream = mirrorBody{j: j}
-		req.SetBodyStream(&j.stream, j.bodyLen)
+// sendOnce writes the copy to d and reads and discards the answer. retry
+// reports a write that failed on a reused connection with the body still
+// held: it may be sent once more.
+func (m *mirrorer) sendOnce(j *mirrorJob, d *Destination, h *fasthttp.RequestHeader, resp *fasthttp.ResponseHeader, deadline time.Time) (retry bool, err error) {
+	j.header.CopyTo(h)
+	prepareMirrorRequest(h, j, d)
+	c, err := d.up.acquire(deadline)
+	if err != nil {
+		return false, err
+	}
+	if err := c.setDeadlines(deadline, nil); err != nil {
+		d.up.discard(c)
+		return false, err
 	}
 	d.up.inflight.Add(1)
 	defer d.up.inflight.Add(-1)
-	err := d.up.hc.DoDeadline(req, resp, deadline)
+	var body []byte
+	if j.bodyLen > 0 && !j.written {
+		body = j.root().body.B[:j.bodyLen]
+	}
+	sb := pool.Scratch.Get()
+	sb.B = h.AppendBytes(sb.B[:0])
+	if len(sb.B)+len(body) <= 64<<10 {
+		sb.B = append(sb.B, body...)
+		body = nil
+	}
+	_, err = c.nc.Write(sb.B)
+	pool.Scratch.Put(sb)
+	if err == nil && len(body) > 0 {
+		_, err = c.nc.Write(body)
+	}
 	if err != nil {
-		return err
+		d.up.discard(c)
+		return c.reused, err
 	}
-	// Mirror pools stream answers: read and discard, never buffer. HEAD
-	// answers and 204/304 have no body stream.
-	if bs := resp.BodyStream(); bs != nil {
-		_, err = io.Copy(io.Discard, bs)
+	// The body is in the kernel's hands: its buffer goes back to the pool
+	// now, not when the shadow answers (a slow shadow holds no bodies).
+	j.releaseBody()
+	if err := readResponseHead(c, resp); err != nil {
+		d.up.discard(c)
+		return false, err
 	}
-	if cerr := resp.CloseBodyStream(); err == nil {
-		err = cerr
+	reusable, err := drainBody(c, resp, h.IsHead())
+	if err != nil {
+		d.up.discard(c)
+		return false, err
 	}
-	return err
+	d.up.finish(c, reusable)
+	return false, nil
 }
 
 var errMirrorAborted = errors.New("vkp: mirror send aborted")
@@ -611,73 +665,9 @@ func (j *mirrorJob) reset() {
 	j.brks = nil
 	j.owner = nil
 	j.rm = nil
-	j.stream = mirrorBody{}
+	j.target = j.target[:0]
 	j.written = false
 	j.bodyCost = 0
-}
-
-// mirrorBody is a copy's body as fasthttp's request body stream. fasthttp
-// writes it with WriteTo (one write of the whole body, straight from the
-// pooled buffer, as SetBodyRaw would) and then calls Close, which releases
-// the buffer if the body has reached the connection. A body small enough to
-// wait in the connection's write buffer is kept until the copy is done: the
-// write that would find a stale connection comes after Close, and send may
-// need the body again.
-type mirrorBody struct {
-	j      *mirrorJob
-	off    int
-	passed bool // the whole body went to the connection, past any buffer
-}
-
-var errMirrorBodyReleased = errors.New("vkp: mirror body already released")
-
-func (b *mirrorBody) bytes() ([]byte, error) {
-	if b.j.written {
-		return nil, errMirrorBodyReleased
-	}
-	return b.j.root().body.B[b.off:b.j.bodyLen], nil
-}
-
-// SupportsBodyWriteTo tells fasthttp to use WriteTo rather than copy
-// through a buffer of its own.
-func (b *mirrorBody) SupportsBodyWriteTo() bool { return true }
-
-func (b *mirrorBody) WriteTo(w io.Writer) (int64, error) {
-	p, err := b.bytes()
-	if err != nil {
-		return 0, err
-	}
-	buffered := false
-	if bw, ok := w.(interface{ Available() int }); ok && len(p) <= bw.Available() {
-		buffered = true
-	}
-	n, err := w.Write(p)
-	b.off += n
-	b.passed = err == nil && !buffered
-	return int64(n), err
-}
-
-func (b *mirrorBody) Read(p []byte) (int, error) {
-	rest, err := b.bytes()
-	if err != nil {
-		return 0, err
-	}
-	if len(rest) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, rest)
-	b.off += n
-	return n, nil
-}
-
-// Close releases the body once it has gone to the connection whole. After a
-// failed write it stays with the job (released by done), so that a copy
-// refused by a stale connection can be sent again.
-func (b *mirrorBody) Close() error {
-	if b.passed {
-		b.j.releaseBody()
-	}
-	return nil
 }
 
 // pickForMirror picks among dests (the cluster's mirror destinations, or
@@ -699,11 +689,21 @@ func (c *Cluster) pickForMirror(j *mirrorJob, dests []*Destination) *Destination
 var mirrorCtxPool = sync.Pool{New: func() any { return &fasthttp.RequestCtx{} }}
 
 // prepareMirrorRequest applies the main path's rewrite for the mirror
-// destination, then the route's MirrorHeaders.
-func prepareMirrorRequest(req *fasthttp.Request, j *mirrorJob, d *Destination) {
-	rewriteForUpstream(req, d, j.remoteIP[:j.ipLen], j.tls)
+// destination (target, Host, HTTP/1.1, framing), then the route's
+// MirrorHeaders.
+func prepareMirrorRequest(h *fasthttp.RequestHeader, j *mirrorJob, d *Destination) {
+	rewriteForUpstream(h, j.remoteIP[:j.ipLen], j.tls)
+	sb := pool.Scratch.Get()
+	sb.B = append(append(sb.B[:0], d.base...), j.target...)
+	h.SetRequestURIBytes(sb.B)
+	pool.Scratch.Put(sb)
+	setUpstreamHost(h, d, h.Host())
+	h.SetProtocolBytes(strHTTP11)
+	if j.bodyLen > 0 || (!h.IsGet() && !h.IsHead()) {
+		h.SetContentLength(j.bodyLen)
+	}
 	for _, kv := range j.rm.headers {
-		req.Header.Set(kv[0], kv[1])
+		h.Set(kv[0], kv[1])
 	}
 }
 

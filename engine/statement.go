@@ -3,15 +3,14 @@ package engine
 import (
 	"fmt"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/vkp-proxy/vkp/engine/expr"
 )
 
-// compileStatement compiles a route's Match.Statement. A statement that does
-// not compile fails the config: it must never silently match everything
-// (VKProxy logs the error and then matches every request).
-func compileStatement(rc *RouteConfig) (func(*fasthttp.RequestCtx) bool, error) {
+// compileStatement compiles a route's Match.Statement (nil when it has
+// none). A statement that does not compile fails the config: it must never
+// silently match everything (VKProxy logs the error and then matches every
+// request).
+func compileStatement(rc *RouteConfig) (*expr.Predicate, error) {
 	if rc.Statement == "" {
 		return nil, nil
 	}
@@ -19,5 +18,5 @@ func compileStatement(rc *RouteConfig) (func(*fasthttp.RequestCtx) bool, error) 
 	if err != nil {
 		return nil, fmt.Errorf("ReverseProxy.Routes.%s.Match.Statement: %w", rc.ID, err)
 	}
-	return p.Eval, nil
+	return p, nil
 }

@@ -12,8 +12,9 @@ import (
 // Predicate is a compiled Statement. It is immutable and safe for
 // concurrent use; Eval allocates nothing.
 type Predicate struct {
-	src  string
-	eval evalFunc
+	src   string
+	eval  evalFunc
+	reads bool // a Form field: evaluating it reads the body
 }
 
 type evalFunc func(ctx *fasthttp.RequestCtx) bool
@@ -25,8 +26,13 @@ func Compile(src string) (pred *Predicate, err error) {
 	p := newParser(src, 0)
 	n := p.parseStatement()
 	c := compiler{src: src}
-	return &Predicate{src: src, eval: c.node(n)}, nil
+	eval := c.node(n)
+	return &Predicate{src: src, eval: eval, reads: c.readsBody}, nil
 }
+
+// ReadsBody reports whether the Statement looks at Form fields, which come
+// from the request body: the proxy must have read the body before Eval.
+func (p *Predicate) ReadsBody() bool { return p != nil && p.reads }
 
 // Eval reports whether the request satisfies the Statement. A nil
 // *Predicate (no Statement configured) matches every request. Eval may
@@ -42,7 +48,10 @@ func (p *Predicate) Eval(ctx *fasthttp.RequestCtx) bool {
 // String returns the source of the Statement.
 func (p *Predicate) String() string { return p.src }
 
-type compiler struct{ src string }
+type compiler struct {
+	src       string
+	readsBody bool
+}
 
 func (c *compiler) fail(t token, format string, args ...any) {
 	panic(bailout{newError(c.src, t.pos, t.text, format, args...)})
@@ -68,6 +77,7 @@ func (c *compiler) node(n node) evalFunc {
 		}
 		fn := c.cmpText(n)
 		if n.field.def.coll == collForm {
+			c.readsBody = true
 			// Form fields exist only for form bodies; on any other body
 			// every comparison (even != and = null) is false, as in VKProxy.
 			return func(ctx *fasthttp.RequestCtx) bool { return hasFormContentType(ctx) && fn(ctx) }

@@ -1,0 +1,588 @@
+package engine
+
+// Tests of vkp at the edge, with a raw-socket origin that misbehaves on
+// purpose and a raw-socket client: desync on pooled connections, request
+// smuggling shapes, trailers, bad header names and versions, retries, bare
+// LF, streaming both ways, slow and vanishing clients.
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// rawOrigin accepts connections on a loopback port and hands each to serve
+// with its index (0, 1, ...). It returns the address; it stops with the test.
+func rawOrigin(t testing.TB, serve func(n int, c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 0; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func(n int) {
+				defer wg.Done()
+				defer c.Close()
+				serve(n, c, bufio.NewReader(c))
+			}(n)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// readReq reads one request (header and body) from br.
+func readReq(br *bufio.Reader) (*fasthttp.Request, error) {
+	req := &fasthttp.Request{}
+	if err := req.Read(br); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// rawClient sends raw bytes to addr and returns everything read until the
+// server closes the connection or wait passes.
+func rawClient(t testing.TB, addr, raw string, wait time.Duration) (resp string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait)) //nolint:errcheck
+	b, err := io.ReadAll(c)
+	return string(b), err == nil
+}
+
+// hardEngine serves an engine in front of dests (host "*", path "*").
+func hardEngine(t testing.TB, opts Options, routeExtra string, dests ...string) (*Engine, string) {
+	t.Helper()
+	e := mustEngine(t, oneRoute(routeExtra, dests...), opts)
+	_, addr := serveEngine(t, e)
+	return e, addr
+}
+
+func statusOf(resp string) string {
+	line, _, _ := strings.Cut(resp, "\r\n")
+	return line
+}
+
+// Item 1: an upstream that writes a second, unasked response on a kept-alive
+// connection must never have it delivered to anyone: the connection is
+// closed, the next request gets its own answer on a new one.
+func TestUpstreamLateBytesNeverReachAnotherClient(t *testing.T) {
+	for _, tc := range []struct{ name, method, answer, late string }{
+		{"late second response", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+			"HTTP/1.1 299 FORGED\r\nContent-Length: 6\r\n\r\nforged"},
+		{"body after a HEAD answer", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n", "forged"},
+		{"body after a 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 299 FORGED\r\nContent-Length: 0\r\n\r\n"},
+		{"bytes in the same write", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 299 FORGED\r\nContent-Length: 0\r\n\r\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int32
+			origin := rawOrigin(t, func(n int, c net.Conn, br *bufio.Reader) {
+				conns.Add(1)
+				for i := 0; ; i++ {
+					req, err := readReq(br)
+					if err != nil {
+						return
+					}
+					if i == 0 && n == 0 {
+						io.WriteString(c, tc.answer) //nolint:errcheck
+						time.Sleep(50 * time.Millisecond)
+						io.WriteString(c, tc.late) //nolint:errcheck
+						continue
+					}
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URI().Path()), req.URI().Path())
+				}
+			})
+			_, addr := hardEngine(t, Options{}, "", origin)
+			first, _ := rawClient(t, addr, tc.method+" /first HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second)
+			if strings.Contains(first, "FORGED") || strings.Contains(first, "forged") {
+				t.Fatalf("first client got the forged bytes: %q", first)
+			}
+			time.Sleep(150 * time.Millisecond) // the late bytes are on the idle connection now
+			for i := range 3 {
+				got, _ := rawClient(t, addr, fmt.Sprintf("GET /next%d HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", i), 5*time.Second)
+				if statusOf(got) != "HTTP/1.1 200 OK" || !strings.HasSuffix(got, fmt.Sprintf("/next%d", i)) {
+					t.Fatalf("request %d got %q; want its own 200", i, got)
+				}
+			}
+			if n := conns.Load(); n != 2 {
+				t.Fatalf("origin saw %d connections; want 2 (the tainted one closed, one new)", n)
+			}
+		})
+	}
+}
+
+// Item 2: Content-Length together with Transfer-Encoding, in every
+// spelling, is refused with 400 and the connection closed: the smuggled
+// request never reaches the origin. What was refused before still is.
+func TestRequestSmugglingRefused(t *testing.T) {
+	var seen sync.Map
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		seen.Store(string(ctx.Path()), true)
+		ctx.SetBodyString("ok")
+	})
+	_, addr := hardEngine(t, Options{}, "", origin)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, tc := range []struct {
+		name, raw string
+		want      string
+	}{
+		{"CL.TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, "400"},
+		{"TE.CL", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n" + smuggled, "400"},
+		{"TE with trailing space", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked \r\n\r\n0\r\n\r\n" + smuggled, "400"},
+		{"TE with leading tab", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n" + smuggled, "400"},
+		{"TE upper case", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n" + smuggled, "400"},
+		{"TE identity with CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: identity\r\n\r\nabcd" + smuggled, "50"},
+		{"TE not chunked", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n" + smuggled, "50"},
+		{"double CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde" + smuggled, "400"},
+		{"bad chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n" + smuggled, "40"},
+		{"NUL in header", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n" + smuggled, "400"},
+		{"bare CR in header", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n" + smuggled, "400"},
+		{"TE in HTTP/1.0", "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, "400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, closed := rawClient(t, addr, tc.raw, 3*time.Second)
+			if !strings.HasPrefix(statusOf(resp), "HTTP/1.1 "+tc.want) {
+				t.Fatalf("answer %q; want %s...", statusOf(resp), tc.want)
+			}
+			if !closed {
+				t.Fatalf("connection left open after %q", statusOf(resp))
+			}
+			if strings.Count(resp, "HTTP/1.1 ") != 1 {
+				t.Fatalf("more than one answer on the connection: %q", resp)
+			}
+		})
+	}
+	if _, ok := seen.Load("/smuggled"); ok {
+		t.Fatal("a smuggled request reached the origin")
+	}
+}
+
+// Item 3: request trailers never become headers upstream (streamed or held
+// body), and response trailers never become headers for the client.
+func TestTrailersNeverBecomeHeaders(t *testing.T) {
+	var got atomic.Value
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/t" {
+			got.Store(string(ctx.Request.Header.Peek("X-Auth-User")) + "|" + string(ctx.Request.Body()))
+		}
+	})
+	chunked := "POST /t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Auth-User: admin\r\n\r\n"
+	for _, tc := range []struct{ name, extra string }{
+		{"streamed body", ""},
+		{"held body (mirrored route)", `, "Metadata": {"MirrorCluster": "c"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got.Store("")
+			_, addr := hardEngine(t, Options{}, tc.extra, origin)
+			resp, _ := rawClient(t, addr, chunked+"GET /end HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3*time.Second)
+			if statusOf(resp) != "HTTP/1.1 200 OK" {
+				t.Fatalf("answer %q", resp)
+			}
+			if v := got.Load().(string); v != "|hello" {
+				t.Fatalf("origin saw X-Auth-User|body = %q; want the body and no X-Auth-User", v)
+			}
+		})
+	}
+
+	respOrigin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := readReq(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Secret\r\n\r\n3\r\nabc\r\n0\r\nX-Secret: 1\r\n\r\n") //nolint:errcheck
+		}
+	})
+	_, addr := hardEngine(t, Options{}, "", respOrigin)
+	resp, _ := rawClient(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3*time.Second)
+	head, body, _ := strings.Cut(resp, "\r\n\r\n")
+	if statusOf(resp) != "HTTP/1.1 200 OK" || body != "abc" || strings.Contains(strings.ToLower(head), "x-secret") {
+		t.Fatalf("response trailer leaked or body wrong: %q", resp)
+	}
+}
+
+// Items 4, 5 and 6: header names with a space → 400; versions other than
+// 1.0 and 1.1 → 505; an HTTP/1.0 request without Host is routed (host "*")
+// and reaches the upstream as HTTP/1.1 with the destination's authority as
+// Host; an HTTP/1.1 request without Host → 400.
+func TestRequestLineAndHeaderNames(t *testing.T) {
+	var proto, host atomic.Value
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		proto.Store(string(ctx.Request.Header.Protocol()))
+		host.Store(string(ctx.Request.Header.Host()))
+		ctx.SetBodyString("fine")
+	})
+	_, addr := hardEngine(t, Options{}, "", origin)
+	for _, tc := range []struct{ name, raw, want string }{
+		{"space in a name", "GET / HTTP/1.1\r\nHost: x\r\nX A: b\r\n\r\n", "HTTP/1.1 400"},
+		{"Content Length with a space", "POST / HTTP/1.1\r\nHost: x\r\nContent Length: 5\r\n\r\nhello", "HTTP/1.1 400"},
+		{"obs-fold", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", "HTTP/1.1 400"},
+		{"HTTP/1.2", "GET / HTTP/1.2\r\nHost: x\r\n\r\n", "HTTP/1.1 505"},
+		{"HTTP/2.0", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", "HTTP/1.1 505"},
+		{"HTTP/9.9", "GET / HTTP/9.9\r\nHost: x\r\n\r\n", "HTTP/1.1 505"},
+		{"HTTP/1.1 without Host", "GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, closed := rawClient(t, addr, tc.raw, 3*time.Second)
+			if !strings.HasPrefix(resp, tc.want) || !closed {
+				t.Fatalf("answer %q (closed %v); want %s and the connection closed", statusOf(resp), closed, tc.want)
+			}
+		})
+	}
+	resp, _ := rawClient(t, addr, "GET /a HTTP/1.0\r\n\r\n", 3*time.Second)
+	if !strings.HasPrefix(resp, "HTTP/1.0 200") && !strings.HasPrefix(resp, "HTTP/1.1 200") || !strings.HasSuffix(resp, "fine") {
+		t.Fatalf("HTTP/1.0 without Host: %q", resp)
+	}
+	if p, h := proto.Load(), host.Load(); p != "HTTP/1.1" || h != origin {
+		t.Fatalf("upstream got %v with Host %q; want HTTP/1.1 and Host %q", p, h, origin)
+	}
+}
+
+// Item 7: a request is retried only when nothing of a response arrived and
+// the method is idempotent, once, on the next destination; a response cut
+// mid-body or malformed is never retried.
+func TestRetryRules(t *testing.T) {
+	type script func(c net.Conn)
+	cut := func(c net.Conn) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial") //nolint:errcheck
+		c.(*net.TCPConn).SetLinger(0)                                              //nolint:errcheck // close with RST
+	}
+	malformed := func(c net.Conn) { io.WriteString(c, "HTTP/1.1 abc\r\n\r\n") }                        //nolint:errcheck
+	silent := func(c net.Conn) { c.(*net.TCPConn).SetLinger(0) }                                       //nolint:errcheck
+	answer := func(c net.Conn) { io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") } //nolint:errcheck
+	counting := func(s script, hits *atomic.Int32) string {
+		return rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+			if _, err := readReq(br); err != nil {
+				return
+			}
+			hits.Add(1)
+			s(c)
+		})
+	}
+	for _, tc := range []struct {
+		name       string
+		method     string
+		first      script
+		second     script // nil: one destination
+		wantStatus int
+		wantHits   [2]int32
+	}{
+		{"GET reset mid-body: no retry", "GET", cut, answer, 502, [2]int32{1, 0}},
+		{"GET malformed answer: no retry", "GET", malformed, answer, 502, [2]int32{1, 0}},
+		{"GET no answer: once more, next destination", "GET", silent, answer, 200, [2]int32{1, 1}},
+		{"GET no answer, one destination: once more", "GET", silent, nil, 502, [2]int32{2, 0}},
+		{"POST no answer: no retry", "POST", silent, answer, 502, [2]int32{1, 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h1, h2 atomic.Int32
+			dests := []string{counting(tc.first, &h1)}
+			if tc.second != nil {
+				dests = append(dests, counting(tc.second, &h2))
+			}
+			e := mustEngine(t, oneRoute("", dests...)+"", Options{})
+			e.Current().Clusters["c"].picker = &RoundRobinPicker{} // first destination first
+			c, _ := serveEngine(t, e)
+			var body []byte
+			if tc.method == "POST" {
+				body = []byte("pay once")
+			}
+			resp := do(t, c, tc.method, "/", body)
+			if resp.StatusCode() != tc.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode(), tc.wantStatus)
+			}
+			if got := [2]int32{h1.Load(), h2.Load()}; got != tc.wantHits {
+				t.Fatalf("origin hits %v, want %v", got, tc.wantHits)
+			}
+		})
+	}
+}
+
+// Item 8: an upstream answering with bare-LF line ends is understood.
+func TestBareLFResponseAccepted(t *testing.T) {
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := readReq(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\nContent-Length: 5\nX-Lf: yes\n\nhello") //nolint:errcheck
+		}
+	})
+	_, addr := hardEngine(t, Options{}, `, "Timeout": "00:00:05"`, origin)
+	start := time.Now()
+	resp, _ := rawClient(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 6*time.Second)
+	if statusOf(resp) != "HTTP/1.1 200 OK" || !strings.HasSuffix(resp, "hello") || !strings.Contains(resp, "X-Lf: yes") {
+		t.Fatalf("bare-LF answer came through as %q", resp)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %v: bare LF must not wait for the timeout", d)
+	}
+}
+
+// Item 9: a large response is streamed: the client has its first bytes
+// while the origin is still sending (the origin waits for that before it
+// sends the rest), and the body arrives whole.
+func TestLargeResponseStreams(t *testing.T) {
+	const half = 4 << 20
+	gotFirst := make(chan struct{})
+	for _, framing := range []string{"length", "chunked"} {
+		t.Run(framing, func(t *testing.T) {
+			gotFirst = make(chan struct{})
+			origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+				if _, err := readReq(br); err != nil {
+					return
+				}
+				part := bytes.Repeat([]byte("a"), half)
+				if framing == "length" {
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 2*half)
+					c.Write(part) //nolint:errcheck
+				} else {
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", half, part)
+				}
+				select {
+				case <-gotFirst:
+				case <-time.After(5 * time.Second):
+					return // the proxy held the first half back: the client never saw it
+				}
+				if framing == "length" {
+					c.Write(part) //nolint:errcheck
+				} else {
+					fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", half, part)
+				}
+			})
+			_, addr := hardEngine(t, Options{}, "", origin)
+			conn, err := net.Dial("tcp4", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+			br := bufio.NewReader(conn)
+			var resp fasthttp.Response
+			conn.SetReadDeadline(time.Now().Add(4 * time.Second)) //nolint:errcheck
+			if err := resp.Header.Read(br); err != nil {
+				t.Fatalf("no header while the origin holds the second half: %v", err)
+			}
+			if _, err := br.Peek(1); err != nil {
+				t.Fatalf("no body byte while the origin holds the second half: %v", err)
+			}
+			close(gotFirst)
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+			if err := resp.ReadBody(br, 0); err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.Body()) != 2*half || bytes.Count(resp.Body(), []byte("a")) != 2*half {
+				t.Fatalf("body of %d bytes, want %d", len(resp.Body()), 2*half)
+			}
+		})
+	}
+}
+
+// Item 10: a large request body on a route that neither mirrors nor caches
+// is streamed: the origin has its first bytes while the client is still
+// sending, and no body memory is held. On a mirrored route, a body that does
+// not fit the body budget still reaches the origin (streamed) and its copy
+// is dropped and counted.
+func TestLargeRequestBodyStreams(t *testing.T) {
+	const half = 4 << 20
+	var originFirst = make(chan struct{})
+	var originGot atomic.Int64
+	origin := startOriginStreaming(t, func(ctx *fasthttp.RequestCtx) {
+		r := ctx.RequestBodyStream()
+		var buf [32 << 10]byte
+		n, _ := io.ReadAtLeast(r, buf[:], 1)
+		close(originFirst)
+		m, _ := io.Copy(io.Discard, r)
+		originGot.Store(int64(n) + m)
+		ctx.SetBodyString("got it")
+	})
+	e, addr := hardEngine(t, Options{}, "", origin)
+	conn, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 2*half)
+	conn.Write(bytes.Repeat([]byte("b"), half)) //nolint:errcheck
+	select {
+	case <-originFirst:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the origin saw nothing of the body while the client was still sending: it was held")
+	}
+	if m := e.bodyMem.Load(); m != 0 {
+		t.Fatalf("%d bytes of body memory held for a streamed body", m)
+	}
+	conn.Write(bytes.Repeat([]byte("b"), half))            //nolint:errcheck
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 200 || originGot.Load() != 2*half {
+		t.Fatalf("status %d, origin got %d bytes; want 200 and %d", resp.StatusCode(), originGot.Load(), 2*half)
+	}
+}
+
+func TestMirroredBodyOverBudgetStillServed(t *testing.T) {
+	sh := newShadow()
+	var got atomic.Int64
+	main := startOrigin(t, func(ctx *fasthttp.RequestCtx) { got.Store(int64(len(ctx.Request.Body()))) })
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))), Options{BodyMemory: 1 << 20})
+	c, _ := serveEngine(t, e)
+	body := make([]byte, 3<<20)
+	if resp := do(t, c, "POST", "/", body); resp.StatusCode() != 200 || got.Load() != 3<<20 {
+		t.Fatalf("status %d, origin got %d bytes", resp.StatusCode(), got.Load())
+	}
+	st := waitMirror(t, e, 5*time.Second)
+	if st.Due != 1 || st.Dropped != 1 || st.DroppedBody != 1 || sh.n.Load() != 0 {
+		t.Fatalf("%+v; want the copy dropped for the body budget", st)
+	}
+	if m := e.bodyMem.Load(); m != 0 {
+		t.Fatalf("body memory %d after the request; want 0", m)
+	}
+}
+
+// startOriginStreaming is startOrigin with request bodies streamed to the
+// handler.
+func startOriginStreaming(t testing.TB, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h, StreamRequestBody: true, MaxRequestBodySize: 256 << 20}
+	go srv.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	return ln.Addr().String()
+}
+
+// Item 11: a header not complete within the header timeout gets 408 and the
+// connection closed (silent clients and header drips alike); a body that
+// stops arriving gets 408 after the body timeout; ordinary requests are
+// answered meanwhile.
+func TestSlowClients(t *testing.T) {
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") })
+	_, addr := hardEngine(t, Options{HeaderTimeout: 300 * time.Millisecond, BodyTimeout: 300 * time.Millisecond}, "", origin)
+	type result struct {
+		resp   string
+		closed bool
+		took   time.Duration
+	}
+	run := func(steps func(c net.Conn)) result {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		go steps(c)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+		b, err := io.ReadAll(c)
+		return result{string(b), err == nil, time.Since(start)}
+	}
+	var wg sync.WaitGroup
+	results := make([]result, 3)
+	wg.Add(3)
+	go func() { defer wg.Done(); results[0] = run(func(net.Conn) {}) }() // silent
+	go func() {                                                          // one header line every 100 ms
+		defer wg.Done()
+		results[1] = run(func(c net.Conn) {
+			io.WriteString(c, "GET / HTTP/1.1\r\n") //nolint:errcheck
+			for i := 0; i < 20; i++ {
+				time.Sleep(100 * time.Millisecond)
+				if _, err := fmt.Fprintf(c, "X-Drip-%d: 1\r\n", i); err != nil {
+					return
+				}
+			}
+		})
+	}()
+	go func() { // half a body, then nothing
+		defer wg.Done()
+		results[2] = run(func(c net.Conn) {
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n") //nolint:errcheck
+			c.Write(make([]byte, 50000))                                                      //nolint:errcheck
+		})
+	}()
+	// Meanwhile, ordinary requests are answered.
+	for i := 0; i < 5; i++ {
+		if resp, _ := rawClient(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 2*time.Second); !strings.HasSuffix(resp, "ok") {
+			t.Fatalf("ordinary request during the attack: %q", resp)
+		}
+	}
+	wg.Wait()
+	for i, name := range []string{"silent", "header drip", "stalled body"} {
+		r := results[i]
+		if !strings.HasPrefix(r.resp, "HTTP/1.1 408") || !r.closed || r.took > 3*time.Second {
+			t.Errorf("%s client: %q closed=%v after %v; want 408 and close within the timeout", name, statusOf(r.resp), r.closed, r.took)
+		}
+	}
+}
+
+// Item 12: a client that leaves while the upstream is slow releases its
+// upstream connection within about a second, not at the route timeout.
+func TestAbandonedRequestReleasesUpstream(t *testing.T) {
+	closedAt := make(chan time.Time, 1)
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := readReq(br); err != nil {
+			return
+		}
+		// Never answer; report when the proxy hangs up.
+		c.SetReadDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
+		var b [1]byte
+		c.Read(b[:]) //nolint:errcheck
+		closedAt <- time.Now()
+	})
+	_, addr := hardEngine(t, Options{}, `, "Timeout": "00:01:00"`, origin)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET /hang HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+	time.Sleep(300 * time.Millisecond)
+	left := time.Now()
+	c.Close()
+	select {
+	case at := <-closedAt:
+		if d := at.Sub(left); d > 2500*time.Millisecond {
+			t.Fatalf("upstream connection released %v after the client left; want about a second", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream connection still held 10 s after the client left")
+	}
+}

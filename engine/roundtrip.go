@@ -1,0 +1,772 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/vkp-proxy/vkp/pool"
+)
+
+// responseBufferMax is the largest response body read whole and written to
+// the client at once (one read, one write, no allocation once the pools are
+// warm). Larger ones, and chunked or close-delimited ones that grow past it,
+// are streamed to the client as they arrive.
+const responseBufferMax = 64 << 10
+
+// How far an exchange with an upstream got, for the retry decision.
+type rtStage uint8
+
+const (
+	rtNone     rtStage = iota // nothing was written: no connection, or refused before the first byte
+	rtSent                    // (some of) the request was written; nothing of a response arrived
+	rtAnswered                // some of a response arrived: never retried
+)
+
+// Errors of the upstream side; statusFor maps them (502 unless a timeout).
+var (
+	errBadResponse    = errors.New("engine: malformed upstream response")
+	errAmbiguousResp  = errors.New("engine: upstream response has both Content-Length and Transfer-Encoding")
+	errResponseHead   = errors.New("engine: upstream response header too large")
+	errInterim        = errors.New("engine: too many interim (1xx) upstream responses")
+	errUnexpected101  = errors.New("engine: upstream switched protocols unasked")
+	errBadChunk       = errors.New("engine: malformed chunked upstream body")
+	errResponseTooBig = errors.New("engine: response of unknown length too large for an HTTP/1.0 client")
+)
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// roundTrip sends x's request (already rewritten for the upstream) to d and
+// leaves the response in ctx.Response: read whole when small, otherwise as
+// a body stream that owns the connection until the server has written it.
+// target is the request-target to send. It reports how far it got.
+func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) (rtStage, error) {
+	u := d.up
+	c, err := u.acquire(deadline)
+	if err != nil {
+		return rtNone, err
+	}
+	var watch *fasthttp.RequestCtx
+	if canWatch(x.ctx) {
+		watch = x.ctx
+	}
+	if err := c.setDeadlines(deadline, watch); err != nil {
+		u.discard(c)
+		return rtNone, err
+	}
+	u.inflight.Add(1)
+	streaming := false
+	defer func() {
+		if !streaming {
+			u.inflight.Add(-1)
+		}
+	}()
+	if stage, err := x.writeRequest(c, d, target); err != nil {
+		u.discard(c)
+		return stage, err
+	}
+
+	resp := &x.ctx.Response
+	isHead := x.ctx.Request.Header.IsHead()
+	if err := readResponseHead(c, &resp.Header); err != nil {
+		stage := rtAnswered
+		if c.br.Buffered() == 0 && !c.gone {
+			stage = rtSent // nothing of a response arrived
+		}
+		if c.gone {
+			err = errClientGone
+		}
+		u.discard(c)
+		return stage, err
+	}
+	h := &resp.Header
+	reusable := !h.ConnectionClose()
+	if isHead || noBody(h.StatusCode()) {
+		u.finish(c, reusable)
+		return rtAnswered, nil
+	}
+	switch n := h.ContentLength(); {
+	case n >= 0 && n <= responseBufferMax:
+		if err := resp.ReadBody(c.br, 0); err != nil {
+			if c.gone {
+				err = errClientGone
+			}
+			u.discard(c)
+			return rtAnswered, err
+		}
+		u.finish(c, reusable)
+		return rtAnswered, nil
+	case n >= 0:
+		x.stream(c, fixedBody, int64(n), nil, reusable)
+		streaming = true
+		return rtAnswered, nil
+	}
+	// Chunked or close-delimited: read up to responseBufferMax; a body
+	// that ends within it is sent with a Content-Length like a small one.
+	kind := uint8(chunkedBody)
+	if h.ContentLength() != -1 {
+		kind, reusable = closeBody, false
+	}
+	s := newRespStream(c, kind, 0, reusable)
+	buf := pool.Bodies.Get()
+	buf.B = buf.B[:0]
+	limit := responseBufferMax
+	if !x.ctx.Request.Header.IsHTTP11() {
+		// An HTTP/1.0 client cannot take a chunked answer: hold it whole.
+		limit = maxHeldResponse
+	}
+	done, err := s.fill(buf, limit)
+	if err != nil || done || limit != responseBufferMax {
+		reusable = s.reusable
+		s.c = nil
+		s.CloseWithError(nil) //nolint:errcheck // returns s to its pool; c is handled here
+		switch {
+		case err != nil:
+			pool.Bodies.Put(buf)
+			u.discard(c)
+			if c.gone {
+				err = errClientGone
+			}
+			return rtAnswered, err
+		case !done:
+			pool.Bodies.Put(buf)
+			u.discard(c)
+			return rtAnswered, errResponseTooBig
+		}
+		buf.B = resp.SwapBody(buf.B)
+		pool.Bodies.Put(buf)
+		u.finish(c, reusable)
+		return rtAnswered, nil
+	}
+	s.prefix = buf
+	x.startStream(s)
+	streaming = true
+	return rtAnswered, nil
+}
+
+// maxHeldResponse bounds a chunked or close-delimited response held whole
+// for an HTTP/1.0 client (which cannot take chunked framing).
+const maxHeldResponse = 64 << 20
+
+// finish ends a connection's use after a response without a body stream.
+func (u *upstream) finish(c *uconn, reusable bool) {
+	if reusable {
+		u.release(c)
+	} else {
+		u.discard(c)
+	}
+}
+
+// noBody reports the statuses that never have a body (RFC 9112 6.3).
+func noBody(status int) bool {
+	return status < 200 || status == 204 || status == 304
+}
+
+// canWatch reports whether the client's connection can be checked for
+// having gone (a real socket; tests' in-process requests have none).
+func canWatch(ctx *fasthttp.RequestCtx) bool {
+	_, ok := ctx.Conn().(syscall.Conn)
+	return ok
+}
+
+// writeRequest writes the request line, the header and the body. A held
+// body goes with the header in one write when it is small; a streamed one
+// follows as it arrives from the client, each write getting the route's
+// timeout. It returns rtNone only when nothing was written.
+func (x *exchange) writeRequest(c *uconn, d *Destination, target []byte) (rtStage, error) {
+	req := &x.ctx.Request
+	h := &req.Header
+	b := &x.body
+	h.SetRequestURIBytes(target)
+	switch {
+	case !b.whole():
+		h.SetContentLength(b.n) // -1: chunked
+	case len(b.held()) > 0 || (!h.IsGet() && !h.IsHead()):
+		h.SetContentLength(len(b.held()))
+	}
+	http10 := !h.IsHTTP11()
+	if http10 {
+		h.SetProtocolBytes(strHTTP11) // what reaches an upstream is always HTTP/1.1
+	}
+	sb := pool.Scratch.Get()
+	sb.B = h.AppendBytes(sb.B[:0])
+	if http10 {
+		h.SetProtocolBytes(strHTTP10)
+	}
+	held := b.held()
+	if b.whole() && len(sb.B)+len(held) <= 64<<10 {
+		sb.B = append(sb.B, held...)
+		held = nil
+	}
+	_, err := c.nc.Write(sb.B)
+	pool.Scratch.Put(sb)
+	if err != nil {
+		return rtSent, errors.Join(errUpstreamRequest, err)
+	}
+	if b.whole() {
+		if len(held) > 0 {
+			if _, err := c.nc.Write(held); err != nil {
+				return rtSent, errors.Join(errUpstreamRequest, err)
+			}
+		}
+		return rtSent, nil
+	}
+	if err := x.sendBody(c, held); err != nil {
+		return rtSent, err
+	}
+	// The wait for the answer starts now.
+	return rtSent, c.setDeadlines(time.Now().Add(x.route.timeout), c.client)
+}
+
+// sendBody streams the rest of the request body to the upstream, after the
+// held part. A chunked body is sent chunked (the client's chunks are not
+// kept: vkp frames what it sends); trailer fields are dropped.
+func (x *exchange) sendBody(c *uconn, held []byte) error {
+	b := &x.body
+	chunked := b.n < 0
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	timeout := x.route.timeout
+	write := func(p []byte) error {
+		if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+			return errors.Join(errUpstreamRequest, err)
+		}
+		if _, err := c.nc.Write(p); err != nil {
+			return errors.Join(errUpstreamRequest, err)
+		}
+		return nil
+	}
+	const room = 18 // a chunk header: up to 16 hex digits and CRLF
+	if len(held) > 0 {
+		b.started = true
+		if chunked {
+			if err := write(appendChunkHeader(buf[:0], len(held))); err != nil {
+				return err
+			}
+			if err := write(held); err != nil {
+				return err
+			}
+			if err := write(strCRLF); err != nil {
+				return err
+			}
+		} else if err := write(held); err != nil {
+			return err
+		}
+	}
+	for {
+		off := 0
+		if chunked {
+			off = room
+		}
+		k, rerr := x.readBody(buf[off : len(buf)-2])
+		if k > 0 {
+			b.started = true
+			out := buf[off : off+k]
+			if chunked {
+				hd := appendChunkHeader(buf[:0:room], k)
+				start := room - len(hd)
+				copy(buf[start:], hd)
+				out = append(buf[start:off+k], '\r', '\n')
+			}
+			if err := write(out); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			b.stream = nil
+			if chunked {
+				return write(strLastChunk)
+			}
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+var (
+	strCRLF      = []byte("\r\n")
+	strLastChunk = []byte("0\r\n\r\n")
+)
+
+func appendChunkHeader(dst []byte, n int) []byte {
+	const hex = "0123456789abcdef"
+	var tmp [16]byte
+	i := len(tmp)
+	for {
+		i--
+		tmp[i] = hex[n&15]
+		n >>= 4
+		if n == 0 {
+			break
+		}
+	}
+	dst = append(dst, tmp[i:]...)
+	return append(dst, '\r', '\n')
+}
+
+// readResponseHead reads the final response header into h, skipping
+// interim 1xx responses. The header block is checked before fasthttp parses
+// it: a block whose lines end in bare LF is accepted (as nginx does) by
+// rewriting it to CRLF; header names that are not tokens, obs-fold lines,
+// and Content-Length together with Transfer-Encoding are refused.
+func readResponseHead(c *uconn, h *fasthttp.ResponseHeader) error {
+	for range 100 {
+		end, bare, err := scanHead(c.br)
+		if err != nil {
+			return err
+		}
+		if bare {
+			err = parseBareLF(c.br, end, h)
+		} else {
+			err = h.Read(c.br)
+		}
+		if err != nil {
+			return errors.Join(errBadResponse, err)
+		}
+		switch st := h.StatusCode(); {
+		case st == fasthttp.StatusSwitchingProtocols:
+			return errUnexpected101
+		case st >= 100 && st < 200:
+			continue
+		}
+		return nil
+	}
+	return errInterim
+}
+
+// scanHead waits until a whole header block is buffered and checks it. It
+// returns the block's length and whether some line ends in a bare LF.
+func scanHead(br *bufio.Reader) (end int, bare bool, err error) {
+	n := 1
+	for {
+		if _, err := br.Peek(n); err != nil {
+			if br.Buffered() == 0 {
+				return 0, false, err // nothing of a response: io.EOF, reset or timeout
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return 0, false, errResponseHead
+			}
+			return 0, false, errors.Join(errBadResponse, err)
+		}
+		b, _ := br.Peek(br.Buffered())
+		end, bare, err := checkHead(b)
+		if err != nil || end > 0 {
+			return end, bare, err
+		}
+		if br.Buffered() >= br.Size() {
+			return 0, false, errResponseHead
+		}
+		n = br.Buffered() + 1
+	}
+}
+
+// checkHead finds the end of the header block at the start of b (0: not
+// all there yet) and checks its field lines.
+func checkHead(b []byte) (end int, bare bool, err error) {
+	var cl, te bool
+	pos := 0
+	first := true
+	for {
+		i := bytes.IndexByte(b[pos:], '\n')
+		if i < 0 {
+			return 0, false, nil
+		}
+		line := b[pos : pos+i]
+		next := pos + i + 1
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		} else {
+			bare = true
+		}
+		switch {
+		case len(line) == 0 && first:
+			return 0, false, errBadResponse
+		case len(line) == 0:
+			if cl && te {
+				return 0, false, errAmbiguousResp
+			}
+			return next, bare, nil
+		case first:
+			first = false
+		default:
+			colon := bytes.IndexByte(line, ':')
+			if colon <= 0 || !isTokenBytes(line[:colon]) {
+				return 0, false, errBadResponse // also obs-fold
+			}
+			name := line[:colon]
+			cl = cl || asciiEqualFold(name, "Content-Length")
+			te = te || asciiEqualFold(name, "Transfer-Encoding")
+		}
+		pos = next
+	}
+}
+
+// parseBareLF parses a header block whose lines end in bare LF. Rare: it
+// may allocate.
+func parseBareLF(br *bufio.Reader, end int, h *fasthttp.ResponseHeader) error {
+	b, _ := br.Peek(end)
+	fixed := make([]byte, 0, end+64)
+	for _, c := range b {
+		if c == '\n' && (len(fixed) == 0 || fixed[len(fixed)-1] != '\r') {
+			fixed = append(fixed, '\r')
+		}
+		fixed = append(fixed, c)
+	}
+	if _, err := br.Discard(end); err != nil {
+		return err
+	}
+	return h.Read(bufio.NewReaderSize(bytes.NewReader(fixed), len(fixed)+16))
+}
+
+// Body framings of a response.
+const (
+	fixedBody   = iota // Content-Length
+	chunkedBody        // Transfer-Encoding: chunked
+	closeBody          // until the upstream closes
+)
+
+// chunkReader decodes a chunked body from br. Trailer fields are read and
+// dropped. Chunk sizes are bounded and their lines must be well formed;
+// bare LF line ends are accepted as nginx does.
+type chunkReader struct {
+	br       *bufio.Reader
+	left     int64
+	needCRLF bool
+	done     bool
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for {
+		switch {
+		case r.done:
+			return 0, io.EOF
+		case r.left > 0:
+			if int64(len(p)) > r.left {
+				p = p[:r.left]
+			}
+			n, err := r.br.Read(p)
+			r.left -= int64(n)
+			if r.left == 0 {
+				r.needCRLF = true
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		case r.needCRLF:
+			if err := readLineEnd(r.br); err != nil {
+				return 0, err
+			}
+			r.needCRLF = false
+		default:
+			n, err := readChunkSize(r.br)
+			if err != nil {
+				return 0, err
+			}
+			if n == 0 {
+				if err := skipTrailer(r.br); err != nil {
+					return 0, err
+				}
+				r.done = true
+				return 0, io.EOF
+			}
+			r.left = n
+		}
+	}
+}
+
+func readLineEnd(br *bufio.Reader) error {
+	c, err := br.ReadByte()
+	if err == nil && c == '\r' {
+		c, err = br.ReadByte()
+	}
+	if err != nil {
+		return noEOF(err)
+	}
+	if c != '\n' {
+		return errBadChunk
+	}
+	return nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// readChunkSize reads "HEX[;ext]CRLF".
+func readChunkSize(br *bufio.Reader) (int64, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return 0, errBadChunk
+		}
+		return 0, noEOF(err)
+	}
+	line = bytes.TrimRight(line, "\r\n")
+	var n int64
+	i := 0
+	for ; i < len(line); i++ {
+		v := unhex(line[i])
+		if v < 0 {
+			break
+		}
+		if i >= 15 {
+			return 0, errBadChunk
+		}
+		n = n<<4 | int64(v)
+	}
+	if i == 0 {
+		return 0, errBadChunk
+	}
+	rest := bytes.TrimLeft(line[i:], " \t")
+	if len(rest) > 0 && rest[0] != ';' {
+		return 0, errBadChunk
+	}
+	return n, nil
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// skipTrailer reads and drops the trailer section, up to its empty line.
+func skipTrailer(br *bufio.Reader) error {
+	total := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return errBadChunk
+			}
+			return noEOF(err)
+		}
+		total += len(line)
+		if total > upstreamReadBuffer {
+			return errBadChunk
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+}
+
+// respStream is a response body streamed from an upstream connection to the
+// client. fasthttp's server writes it (WriteTo) and then closes it
+// (CloseWithError); the connection goes back to its pool only if the body
+// was read to its end, nothing followed, and the write to the client
+// succeeded. Each read from the upstream gets the route's timeout, each
+// write to the client --write-timeout.
+type respStream struct {
+	c        *uconn
+	kind     uint8
+	left     int64 // fixedBody: bytes to go
+	cr       chunkReader
+	prefix   *pool.Buffer // read before streaming began; sent first
+	poff     int
+	done     bool // body read to its end
+	reusable bool
+	client   net.Conn
+	writeTO  time.Duration
+}
+
+func newRespStream(c *uconn, kind uint8, n int64, reusable bool) *respStream {
+	s := respStreamPool.Get().(*respStream)
+	*s = respStream{c: c, kind: kind, left: n, reusable: reusable}
+	s.cr.br = c.br
+	return s
+}
+
+var respStreamPool = sync.Pool{New: func() any { return new(respStream) }}
+
+// stream hands ctx.Response a body stream over c.
+func (x *exchange) stream(c *uconn, kind uint8, n int64, prefix *pool.Buffer, reusable bool) {
+	s := newRespStream(c, kind, n, reusable)
+	s.prefix = prefix
+	x.startStream(s)
+}
+
+func (x *exchange) startStream(s *respStream) {
+	s.c.client = nil
+	s.c.idleTO = x.route.timeout
+	s.client = x.ctx.Conn()
+	s.writeTO = x.e.opts.WriteTimeout
+	size := -1
+	if s.kind == fixedBody {
+		size = int(s.left)
+	}
+	x.ctx.Response.SetBodyStream(s, size)
+}
+
+// fill reads the body into buf until it ends (done) or buf holds limit
+// bytes.
+func (s *respStream) fill(buf *pool.Buffer, limit int) (done bool, err error) {
+	for len(buf.B) <= limit {
+		if cap(buf.B)-len(buf.B) < 4<<10 {
+			buf.B = append(buf.B, make([]byte, 16<<10)...)[:len(buf.B)]
+		}
+		n, err := s.Read(buf.B[len(buf.B):cap(buf.B)])
+		buf.B = buf.B[:len(buf.B)+n]
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+func (s *respStream) Read(p []byte) (int, error) {
+	if s.prefix != nil {
+		n := copy(p, s.prefix.B[s.poff:])
+		s.poff += n
+		if s.poff == len(s.prefix.B) {
+			pool.Bodies.Put(s.prefix)
+			s.prefix = nil
+		}
+		return n, nil
+	}
+	if s.done {
+		return 0, io.EOF
+	}
+	var n int
+	var err error
+	switch s.kind {
+	case fixedBody:
+		if s.left == 0 {
+			s.done = true
+			return 0, io.EOF
+		}
+		if int64(len(p)) > s.left {
+			p = p[:s.left]
+		}
+		n, err = s.c.br.Read(p)
+		s.left -= int64(n)
+		if err == io.EOF && s.left > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		if s.left == 0 {
+			s.done = true
+		}
+	case chunkedBody:
+		n, err = s.cr.Read(p)
+		if err == io.EOF {
+			s.done = true
+		}
+	default:
+		n, err = s.c.br.Read(p)
+		if err == io.EOF {
+			s.done = true
+		}
+	}
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// SupportsBodyWriteTo makes fasthttp's server call WriteTo.
+func (s *respStream) SupportsBodyWriteTo() bool { return true }
+
+// WriteTo copies the body to the client through a pooled buffer, with an
+// idle deadline on each write.
+func (s *respStream) WriteTo(w io.Writer) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			if s.client != nil && s.writeTO > 0 {
+				s.client.SetWriteDeadline(time.Now().Add(s.writeTO)) //nolint:errcheck // a dead conn fails the write
+			}
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// CloseWithError is called once by fasthttp after writing the body (err is
+// the write's error) or when the response is dropped.
+func (s *respStream) CloseWithError(err error) error {
+	if s.prefix != nil {
+		pool.Bodies.Put(s.prefix)
+		s.prefix = nil
+	}
+	if c := s.c; c != nil {
+		u := c.up
+		c.idleTO = 0
+		if err == nil && s.done && s.reusable {
+			u.release(c)
+		} else {
+			u.discard(c)
+		}
+		u.inflight.Add(-1)
+	}
+	*s = respStream{}
+	respStreamPool.Put(s)
+	return nil
+}
+
+// drainBody reads and discards a response body (mirror copies). It reports
+// whether the connection may be reused.
+func drainBody(c *uconn, h *fasthttp.ResponseHeader, isHead bool) (bool, error) {
+	reusable := !h.ConnectionClose()
+	if isHead || noBody(h.StatusCode()) {
+		return reusable, nil
+	}
+	var r io.Reader
+	switch n := h.ContentLength(); {
+	case n >= 0:
+		if _, err := c.br.Discard(n); err != nil {
+			return false, noEOF(err)
+		}
+		return reusable, nil
+	case n == -1:
+		r = &chunkReader{br: c.br}
+	default:
+		r, reusable = c.br, false
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	for {
+		_, err := r.Read(*bp)
+		if err == io.EOF {
+			return reusable, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}

@@ -1,0 +1,387 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// An upstream is the connection pool of one destination address with one set
+// of client options. vkp speaks HTTP/1.1 to upstreams with its own small
+// client rather than fasthttp's HostClient, because a proxy must decide
+// things HostClient decides for it (doc.go, "Upstream connections"):
+//
+//   - A connection goes back to the pool only when its response was framed
+//     to the last byte and nothing else was read after it; any byte left or
+//     arriving while it is idle (a late second response, a body sent to a
+//     HEAD) means it is closed, and those bytes are never handed to anyone
+//     (each reuse starts with a non-blocking peek: peerOpen).
+//   - Responses over responseBufferMax, or of unknown length, are streamed
+//     to the client while the connection stays with that response; smaller
+//     ones are read whole and written once.
+//   - Request bodies the route does not need are streamed, not held.
+//   - Retries are decided by the caller (forward.go), with what was sent and
+//     what arrived in hand.
+//   - A client that leaves while the upstream is slow releases the upstream
+//     connection within clientCheckEvery.
+type upstream struct {
+	key      string
+	network  string // "tcp" or "unix"
+	addr     string // dial address
+	tlsConf  *tls.Config
+	dialHook func(addr string) (net.Conn, error) // Options.Dial (tests)
+	mirror   bool
+
+	// busy bounds connections in use when MaxConnectionsPerServer is set;
+	// a request waits for a slot until its deadline (as .NET's handler
+	// queues requests over MaxConnectionsPerServer). nil: no bound.
+	busy chan struct{}
+
+	mu     sync.Mutex
+	idle   []*uconn // most recently used last
+	open   int
+	closed bool
+
+	inflight atomic.Int64 // requests being served (LeastRequests, P2C)
+	dialer   *fasthttp.TCPDialer
+}
+
+// Connection pool tunables.
+const (
+	// upstreamIdleTimeout is how long an idle connection is kept. Servers
+	// close theirs sooner or later (Node and Apache after 5 s); the peek
+	// before reuse notices that, this only bounds open descriptors.
+	upstreamIdleTimeout = 30 * time.Second
+	// upstreamReadBuffer bounds an upstream response's header (bigger is
+	// answered 502).
+	upstreamReadBuffer = 16 << 10
+	// clientCheckEvery is how often a request waiting on a slow upstream
+	// checks that its client is still there.
+	clientCheckEvery = time.Second
+)
+
+var (
+	errUpstreamClosed = errors.New("engine: upstream pool closed")
+	errClientGone     = errors.New("engine: client closed the connection")
+	errNoFreeConns    = errors.New("engine: no free upstream connection before the deadline")
+)
+
+func newUpstream(key, network, addr string, tlsConf *tls.Config, maxConns int, dialHook func(string) (net.Conn, error)) *upstream {
+	u := &upstream{key: key, network: network, addr: addr, tlsConf: tlsConf, dialHook: dialHook,
+		dialer: &fasthttp.TCPDialer{DNSCacheDuration: time.Minute}}
+	if maxConns > 0 {
+		u.busy = make(chan struct{}, maxConns)
+	}
+	return u
+}
+
+// uconn is one upstream connection. While in use it has a read buffer; an
+// idle one has none (the buffer was empty when it was released, or the
+// connection was closed instead).
+type uconn struct {
+	up     *upstream
+	nc     net.Conn
+	rc     syscall.RawConn // the socket, for peeks; nil when there is none (tests' in-memory conns)
+	br     *bufio.Reader
+	idleAt int64 // monoNow when released
+	reused bool  // this use is not the connection's first request
+	gone   bool  // Read saw the watched client gone
+
+	peekFn func(fd uintptr) bool // peerOpen's callback, made once
+	peekOK bool
+	peekB  [1]byte
+
+	// Read-side settings of the current use (see Read).
+	hard   time.Time            // the exchange's deadline
+	client *fasthttp.RequestCtx // checked while waiting past clientCheckEvery; nil: not watched
+	idleTO time.Duration        // > 0 while streaming: each read gets this long
+}
+
+var readerPool sync.Pool
+
+func (c *uconn) attachReader() {
+	if v := readerPool.Get(); v != nil {
+		c.br = v.(*bufio.Reader)
+		c.br.Reset(c)
+		return
+	}
+	c.br = bufio.NewReaderSize(c, upstreamReadBuffer)
+}
+
+func (c *uconn) detachReader() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.br = nil
+	}
+}
+
+// Read reads from the connection for the bufio.Reader. While the caller
+// waits for an answer, the read deadline fires every clientCheckEvery so the
+// client can be checked: a client that has gone ends the wait with
+// errClientGone (the connection is then closed, and the upstream notices).
+func (c *uconn) Read(p []byte) (int, error) {
+	if c.idleTO > 0 {
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.idleTO)); err != nil {
+			return 0, err
+		}
+	}
+	for {
+		n, err := c.nc.Read(p)
+		if n > 0 || err == nil || c.client == nil || !isTimeout(err) {
+			return n, err
+		}
+		now := time.Now()
+		if !now.Before(c.hard) {
+			return n, err
+		}
+		if clientGone(c.client) {
+			c.gone = true
+			return 0, errClientGone
+		}
+		if err := c.nc.SetReadDeadline(earlier(now.Add(clientCheckEvery), c.hard)); err != nil {
+			return 0, err
+		}
+	}
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// setDeadlines arms the connection for one exchange: writes and reads end at
+// hard; when the client is watched and the deadline is far, the first read
+// deadline comes after clientCheckEvery (Read extends it while the client is
+// there).
+func (c *uconn) setDeadlines(hard time.Time, client *fasthttp.RequestCtx) error {
+	c.hard, c.client, c.idleTO, c.gone = hard, client, 0, false
+	if err := c.nc.SetWriteDeadline(hard); err != nil {
+		return err
+	}
+	rd := hard
+	if client != nil {
+		rd = earlier(time.Now().Add(clientCheckEvery), hard)
+	}
+	return c.nc.SetReadDeadline(rd)
+}
+
+// acquire returns a connection to use until release or discard: an idle one
+// that passed the peek, or a new one. It waits for a slot until deadline
+// when the pool bounds its connections.
+func (u *upstream) acquire(deadline time.Time) (*uconn, error) {
+	if u.busy != nil {
+		select {
+		case u.busy <- struct{}{}:
+		default:
+			if err := u.waitSlot(deadline); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for {
+		c := u.popIdle()
+		if c == nil {
+			break
+		}
+		if !c.peerOpen() {
+			// Closed by the server while idle, or bytes nobody asked
+			// for: never used again, nothing of it reaches anyone.
+			u.closeConn(c)
+			continue
+		}
+		c.reused = true
+		c.attachReader()
+		return c, nil
+	}
+	c, err := u.dial(deadline)
+	if err != nil {
+		u.freeSlot()
+		return nil, err
+	}
+	c.attachReader()
+	return c, nil
+}
+
+func (u *upstream) waitSlot(deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case u.busy <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errNoFreeConns
+	}
+}
+
+func (u *upstream) freeSlot() {
+	if u.busy != nil {
+		<-u.busy
+	}
+}
+
+func (u *upstream) popIdle() *uconn {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n := len(u.idle)
+	if n == 0 {
+		return nil
+	}
+	c := u.idle[n-1]
+	u.idle[n-1] = nil
+	u.idle = u.idle[:n-1]
+	return c
+}
+
+func (u *upstream) dial(deadline time.Time) (*uconn, error) {
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil, errUpstreamClosed
+	}
+	u.open++
+	u.mu.Unlock()
+	nc, err := u.dialConn(deadline)
+	if err != nil {
+		u.mu.Lock()
+		u.open--
+		u.mu.Unlock()
+		return nil, err
+	}
+	c := &uconn{up: u, nc: nc}
+	raw := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+	}
+	return c, nil
+}
+
+func (u *upstream) dialConn(deadline time.Time) (net.Conn, error) {
+	var nc net.Conn
+	var err error
+	timeout := time.Until(deadline)
+	if timeout <= 0 {
+		return nil, fasthttp.ErrDialTimeout
+	}
+	switch {
+	case u.dialHook != nil:
+		nc, err = u.dialHook(u.addr)
+	case u.network == "unix":
+		d := net.Dialer{Timeout: timeout}
+		nc, err = d.Dial("unix", u.addr)
+	default:
+		nc, err = u.dialer.DialTimeout(u.addr, timeout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.tlsConf != nil {
+		tc := tls.Client(nc, u.tlsConf)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err = tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = tc
+	}
+	return nc, nil
+}
+
+// release returns a connection whose exchange ended cleanly: the response
+// was framed to its last byte and nothing was read past it. Anything in the
+// read buffer means bytes the upstream sent unasked: the connection is
+// closed instead.
+func (u *upstream) release(c *uconn) {
+	if c.br != nil && c.br.Buffered() > 0 {
+		u.discard(c)
+		return
+	}
+	c.detachReader()
+	c.client = nil
+	c.idleAt = monoNow()
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		u.discard(c)
+		return
+	}
+	u.idle = append(u.idle, c)
+	u.mu.Unlock()
+	u.freeSlot()
+}
+
+// discard closes a connection that must not be reused.
+func (u *upstream) discard(c *uconn) {
+	c.detachReader()
+	u.closeConn(c)
+	u.freeSlot()
+}
+
+func (u *upstream) closeConn(c *uconn) {
+	c.nc.Close()
+	u.mu.Lock()
+	u.open--
+	u.mu.Unlock()
+}
+
+// sweep closes connections idle for longer than upstreamIdleTimeout.
+func (u *upstream) sweep(now int64) {
+	var old []*uconn
+	u.mu.Lock()
+	n := 0
+	for n < len(u.idle) && now-u.idle[n].idleAt > int64(upstreamIdleTimeout) {
+		n++
+	}
+	if n > 0 {
+		old = append(old, u.idle[:n]...)
+		copy(u.idle, u.idle[n:])
+		for i := len(u.idle) - n; i < len(u.idle); i++ {
+			u.idle[i] = nil
+		}
+		u.idle = u.idle[:len(u.idle)-n]
+	}
+	u.mu.Unlock()
+	for _, c := range old {
+		u.closeConn(c)
+	}
+}
+
+// close closes the idle connections and makes the pool refuse new ones;
+// connections in use are closed when they are released.
+func (u *upstream) close() {
+	u.mu.Lock()
+	u.closed = true
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, c := range idle {
+		u.closeConn(c)
+	}
+}
+
+// Stats of a pool, for tests and metrics.
+func (u *upstream) counts() (open, idle int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.open, len(u.idle)
+}
