@@ -52,7 +52,8 @@ type ClusterConfig struct {
 	Metadata            Metadata
 	HealthCheck         HealthCheckConfig
 	Destinations        []DestinationConfig
-	// MaxConnectionsPerServer from HttpClientConfig; 0 means fasthttp's default.
+	// MaxConnectionsPerServer from HttpClientConfig bounds the connections
+	// in use per destination (requests over it wait); 0: unbounded.
 	MaxConnectionsPerServer int
 	// InsecureSkipVerify from HttpClientConfig.DangerousAcceptAnyServerCertificate.
 	InsecureSkipVerify bool

@@ -3,14 +3,18 @@
 //
 // # Request flow
 //
-// fasthttp.Server calls Engine.Handle. Handle loads the current *Snapshot
-// (an atomic pointer, swapped whole on reload), matches a route with the
-// snapshot's Router and runs the route's handler chain, composed once per
-// snapshot. The last stage, forward, picks a destination with the cluster's
-// Picker, rewrites the request in place (hop-by-hop headers out,
-// X-Forwarded-* in, base path, Host) and sends it with the destination's
-// fasthttp.HostClient. Failures go through statusFor in errors.go and
-// nowhere else.
+// fasthttp.Server (request bodies streamed) calls Engine.Handle. Handle
+// refuses what a proxy must not pass on (checkRequest: smuggling shapes,
+// bad names and versions), loads the current *Snapshot (an atomic pointer,
+// swapped whole on reload), matches a route with the snapshot's Router and
+// runs the route's handler chain, composed once per snapshot, on a pooled
+// exchange (the request's state: route, body). The last stage, forward,
+// picks a destination with the cluster's Picker, rewrites the header in
+// place (hop-by-hop headers out, X-Forwarded-* in), and does the exchange
+// with vkp's own HTTP/1.1 client (upstream.go, roundtrip.go): target (base
+// path + raw path) and Host per attempt, the body held or streamed, the
+// answer read whole or streamed to the client. Failures go through
+// statusFor in errors.go and nowhere else.
 //
 // # Contracts
 //
@@ -27,6 +31,16 @@
 //   - A Snapshot is immutable; requests use the one they loaded to the end.
 //   - Upstream connection pools and in-flight counts are keyed by address and
 //     outlive snapshots, so a reload keeps warm connections.
+//   - An upstream connection is reused only when its response was framed to
+//     the last byte and nothing was read after it, and only after a peek
+//     finds nothing waiting on it: bytes an upstream sends unasked never
+//     reach any client.
+//   - A request body is held only when a stage needs it whole (mirror, a
+//     Form Statement) or it is small; held bodies are bounded process-wide
+//     (Options.BodyMemory). Responses over 64 KiB or of unknown length
+//     stream. Trailer fields are dropped both ways.
+//   - A request is retried at most once, and only when nothing of a
+//     response arrived (forward.go has the rule).
 //   - Bytes borrowed from the RequestCtx are valid only during Handle; work
 //     that outlives it takes ownership first (see package pool).
 //   - Config problems are reported all at once, each with its JSON path and

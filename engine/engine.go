@@ -311,7 +311,7 @@ func (e *Engine) Close(ctx context.Context) {
 		mean = st.LatencySum / time.Duration(st.LatencyN)
 	}
 	e.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped, "of_them_in_flight", inflight,
-		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "dropped_down", st.DroppedDown, "skipped", st.Skipped,
+		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "dropped_down", st.DroppedDown, "dropped_body", st.DroppedBody, "skipped", st.Skipped,
 		"body_bytes", st.BodyBytes, "latency_mean", mean, "latency_max", st.LatencyMax)
 	select {
 	case <-e.stop:
