@@ -43,6 +43,10 @@ type LoadConfig struct {
 	Rate        float64       // requests/s; > 0 selects the open loop
 	Timeout     time.Duration // per request (write + full response read); default 10s
 
+	// Stream reads each response body as a stream, checking its length
+	// only, and records the time to the first byte (TTFB).
+	Stream bool
+
 	Progress io.Writer         // one line per second; nil for none
 	Dial     fasthttp.DialFunc // nil for TCP; tests pass an in-memory listener's Dial
 }
@@ -57,6 +61,7 @@ type LoadResult struct {
 	BodySent  int64            // request body bytes of the OK requests
 	BytesRecv int64            // response body bytes of the OK requests
 	Latency   LatencySummary   // of OK requests; open loop: from the intended send time
+	TTFB      LatencySummary   // Stream runs: time to the response header, of OK requests
 }
 
 // ErrorCount is the total over all kinds.
@@ -117,6 +122,7 @@ func sharedPattern(n int) []byte {
 // loadStats holds the counters shared by the workers of one run.
 type loadStats struct {
 	hist      *Histogram
+	ttfb      *Histogram
 	started   atomic.Int64
 	ok        atomic.Int64
 	bodySent  atomic.Int64
@@ -205,15 +211,16 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		Dial:                          cfg.Dial,
 		DisableHeaderNamesNormalizing: true,
 		RetryIf:                       func(*fasthttp.Request) bool { return false },
+		StreamResponseBody:            cfg.Stream,
 	}
 	defer hc.CloseIdleConnections()
 
 	body := sharedPattern(cfg.BodySize)
 	var want []byte
-	if cfg.ExpectBodySize >= 0 {
+	if cfg.ExpectBodySize >= 0 && !cfg.Stream {
 		want = sharedPattern(cfg.ExpectBodySize)
 	}
-	st := &loadStats{hist: NewHistogram()}
+	st := &loadStats{hist: NewHistogram(), ttfb: NewHistogram()}
 
 	// The hard stop covers the run plus one timeout for the last requests.
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Timeout+time.Second)
@@ -225,19 +232,38 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 
 	one := func(worker int, req *fasthttp.Request, resp *fasthttp.Response, from time.Time) {
 		err := hc.Do(req, resp)
+		ttfb := time.Since(from)
+		var n int64
+		var okBody bool
+		if cfg.Stream && err == nil {
+			// Body() would read the whole stream into memory: count it.
+			if bs := resp.BodyStream(); bs != nil {
+				n, err = io.Copy(io.Discard, bs)
+			}
+			if cerr := resp.CloseBodyStream(); err == nil {
+				err = cerr
+			}
+			okBody = cfg.ExpectBodySize < 0 || n == int64(cfg.ExpectBodySize)
+		} else {
+			n = int64(len(resp.Body()))
+			okBody = want == nil || bytes.Equal(resp.Body(), want)
+		}
 		lat := time.Since(from)
 		switch {
 		case err != nil:
 			st.countErr(classify(err))
 		case resp.StatusCode() != cfg.ExpectStatus:
 			st.countErr(errStatus)
-		case want != nil && !bytes.Equal(resp.Body(), want):
+		case !okBody:
 			st.countErr(errBody)
 		default:
 			st.ok.Add(1)
 			st.bodySent.Add(int64(len(body)))
-			st.bytesRecv.Add(int64(len(resp.Body())))
+			st.bytesRecv.Add(n)
 			st.hist.Record(worker, lat)
+			if cfg.Stream {
+				st.ttfb.Record(worker, ttfb)
+			}
 		}
 	}
 
@@ -313,6 +339,9 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		BodySent:  st.bodySent.Load(),
 		BytesRecv: st.bytesRecv.Load(),
 		Latency:   st.hist.Summary(),
+	}
+	if cfg.Stream {
+		res.TTFB = st.ttfb.Summary()
 	}
 	if open {
 		res.Mode = "open"

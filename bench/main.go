@@ -104,6 +104,7 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "scenarios", Value: defaultScenarios, Usage: "comma-separated, name[:open|:closed]; known: " + scenarioNames()},
 					&cli.StringFlag{Name: "peers", Value: "nginx,haproxy", Usage: "comma-separated peers (nginx, haproxy, traefik); empty for vkp alone"},
 					&cli.StringFlag{Name: "vkp", Usage: "vkp binary (default: go build from the module root)"},
+					&cli.StringFlag{Name: "baseline", Usage: "another vkp binary, measured as peer vkp-base right after vkp in each round (before/after a change)"},
 					&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "measured time per scenario × proxy"},
 					&cli.DurationFlag{Name: "warmup", Value: time.Second, Usage: "unmeasured load before each measurement"},
 					&cli.IntFlag{Name: "conns", Value: 32, Usage: "closed-loop connections"},
@@ -112,6 +113,7 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "open-conns", Value: 256, Usage: "open-loop maximum requests in flight"},
 					&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "per request"},
 					&cli.IntFlag{Name: "workers", Value: runtime.NumCPU(), Usage: "nginx worker_processes and HAProxy nbthread (vkp: GOMAXPROCS)"},
+					&cli.IntFlag{Name: "rounds", Value: 1, Usage: "measure each scenario this many times, proxies alternating (vkp, peer, vkp, peer, ...); with 2 or more a table of medians follows"},
 					&cli.StringFlag{Name: "out", Usage: "also write the report to this file"},
 				},
 				Action: runCommand,
@@ -132,12 +134,12 @@ func runCommand(c *cli.Context) error {
 		}
 	}
 	cfg := RunConfig{
-		Scenarios: scs, Peers: peers, VKP: c.String("vkp"),
+		Scenarios: scs, Peers: peers, VKP: c.String("vkp"), Baseline: c.String("baseline"),
 		Duration: c.Duration("duration"), Warmup: c.Duration("warmup"),
 		Conns: c.Int("conns"), Rate: c.Float64("rate"), OpenConns: c.Int("open-conns"),
-		Timeout: c.Duration("timeout"), Workers: c.Int("workers"), Log: os.Stderr,
+		Timeout: c.Duration("timeout"), Workers: c.Int("workers"), Rounds: c.Int("rounds"), Log: os.Stderr,
 	}
-	rateLabel = cfg.Rate
+	rateLabel, roundsLabel = cfg.Rate, cfg.Rounds
 	tmp, err := os.MkdirTemp("", "vkp-bench-")
 	if err != nil {
 		return err
@@ -154,6 +156,9 @@ func runCommand(c *cli.Context) error {
 	writeHeader(&out, cfg, start)
 	writeTable(&out, cells)
 	writeNotes(&out, cells, notes)
+	if cfg.Rounds > 1 {
+		writeMedians(&out, cells)
+	}
 	fmt.Print(out.String())
 	if path := c.String("out"); path != "" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {

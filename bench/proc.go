@@ -199,6 +199,7 @@ const clockTicks = 100
 type usage struct {
 	CPU     time.Duration // utime+stime of live members plus their reaped children
 	PeakRSS int64         // sum of members' VmHWM, bytes (an upper bound of the group's peak)
+	RSS     int64         // sum of members' VmRSS now, bytes
 }
 
 // groupUsage reads /proc for every process in process group pgid.
@@ -213,7 +214,8 @@ func groupUsage(pgid int) usage {
 			}
 			u.CPU += time.Duration(ticks) * time.Second / clockTicks
 		}
-		u.PeakRSS += vmHWM(pid)
+		u.PeakRSS += statusKB(pid, "VmHWM:")
+		u.RSS += statusKB(pid, "VmRSS:")
 	}
 	return u
 }
@@ -250,14 +252,15 @@ func statFields(pid int) []string {
 	return strings.Fields(string(b[i+1:]))
 }
 
-// vmHWM returns the peak resident set size of pid in bytes.
-func vmHWM(pid int) int64 {
+// statusKB returns a "kB" field of /proc/PID/status (VmHWM: the peak
+// resident set size, VmRSS: the current one) in bytes.
+func statusKB(pid int, field string) int64 {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10
 		}

@@ -46,7 +46,7 @@ func TestSelfUsage(t *testing.T) {
 	if f := statFields(os.Getpid()); len(f) < 15 {
 		t.Fatalf("stat fields: %v", f)
 	}
-	if vmHWM(os.Getpid()) <= 0 {
+	if statusKB(os.Getpid(), "VmHWM:") <= 0 {
 		t.Error("VmHWM of self is 0")
 	}
 }

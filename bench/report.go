@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"time"
 )
@@ -15,7 +16,7 @@ func writeTable(w io.Writer, cells []Cell) {
 	vkp := map[string]*Cell{}
 	for i := range cells {
 		if cells[i].Proxy == "vkp" && cells[i].measured() {
-			vkp[cells[i].Scenario.Name+fmt.Sprint(cells[i].Scenario.Open)] = &cells[i]
+			vkp[cells[i].key()] = &cells[i]
 		}
 	}
 	for i := range cells {
@@ -35,7 +36,7 @@ func writeTable(w io.Writer, cells []Cell) {
 			fmtBytes(c.Usage.PeakRSS),
 			fmt.Sprintf("%.1f", c.Usage.CPU.Seconds()),
 		)
-		v := vkp[c.Scenario.Name+fmt.Sprint(c.Scenario.Open)]
+		v := vkp[c.key()]
 		if c.Proxy == "vkp" || v == nil {
 			row = append(row, "—", "—")
 		} else {
@@ -49,7 +50,20 @@ func writeTable(w io.Writer, cells []Cell) {
 // rateLabel is set by main so labels show the open-loop rate of the run.
 var rateLabel float64
 
-func (c *Cell) label() string { return c.Scenario.Label(rateLabel) }
+func (c *Cell) label() string {
+	if c.Round > 1 || (c.Round == 1 && roundsLabel > 1) {
+		return fmt.Sprintf("%s #%d", c.Scenario.Label(rateLabel), c.Round)
+	}
+	return c.Scenario.Label(rateLabel)
+}
+
+// roundsLabel is set by main: with several rounds, labels show the round.
+var roundsLabel int
+
+// key pairs a cell with vkp's cell of the same scenario and round.
+func (c *Cell) key() string {
+	return fmt.Sprintf("%s|%t|%d", c.Scenario.Name, c.Scenario.Open, c.Round)
+}
 
 func (c *Cell) measured() bool { return c.Status == "" && c.Load != nil }
 
@@ -137,6 +151,12 @@ func writeNotes(w io.Writer, cells []Cell, notes []string) {
 		if c.Scenario.Open {
 			parts = append(parts, fmt.Sprintf("%d of %d scheduled requests OK", l.OK, l.Started))
 		}
+		if c.Scenario.Stream {
+			parts = append(parts, fmt.Sprintf("time to first byte p50 %s, p99 %s", fmtLatency(l.TTFB.P50), fmtLatency(l.TTFB.P99)))
+		}
+		if c.SettledRSS > 0 {
+			parts = append(parts, fmt.Sprintf("RSS %s after %s idle", fmtBytes(c.SettledRSS), c.Scenario.Settle))
+		}
 		if c.failed() {
 			parts = append(parts, "errors: numbers not comparable")
 		}
@@ -166,4 +186,119 @@ func writeLoadResult(w io.Writer, r *LoadResult) {
 // perReq formats d spread over n requests in microseconds.
 func perReq(d time.Duration, n int64) string {
 	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)/float64(n))
+}
+
+// writeMedians summarises several rounds: per scenario and proxy, the
+// median with its range over the rounds, and the median (range) of the
+// per-round ratios vkp/peer. Rounds with errors are left out.
+func writeMedians(w io.Writer, cells []Cell) {
+	type group struct {
+		label, proxy string
+		cells        []*Cell
+		ratioRPS     []float64
+		ratioP99     []float64
+	}
+	var order []string
+	groups := map[string]*group{}
+	vkp := map[string]*Cell{}
+	for i := range cells {
+		if c := &cells[i]; c.Proxy == "vkp" && c.measured() && !c.failed() {
+			vkp[c.key()] = c
+		}
+	}
+	for i := range cells {
+		c := &cells[i]
+		if !c.measured() || c.failed() {
+			continue
+		}
+		k := c.Scenario.Label(rateLabel) + "|" + c.Proxy
+		g := groups[k]
+		if g == nil {
+			g = &group{label: c.Scenario.Label(rateLabel), proxy: c.Proxy}
+			groups[k] = g
+			order = append(order, k)
+		}
+		g.cells = append(g.cells, c)
+		if v := vkp[c.key()]; v != nil && c.Proxy != "vkp" && c.Load.RPS() > 0 && c.Load.Latency.P99 > 0 {
+			g.ratioRPS = append(g.ratioRPS, v.Load.RPS()/c.Load.RPS())
+			g.ratioP99 = append(g.ratioP99, float64(v.Load.Latency.P99)/float64(c.Load.Latency.P99))
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Medians over the rounds, [min–max]:")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| scenario | proxy | rounds | rps | p50 | p99 | TTFB p50 | peak RSS | settled RSS | CPU/req | rps vkp/peer | p99 vkp/peer |")
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+	for _, k := range order {
+		g := groups[k]
+		pick := func(f func(c *Cell) float64) []float64 {
+			out := make([]float64, len(g.cells))
+			for i, c := range g.cells {
+				out[i] = f(c)
+			}
+			return out
+		}
+		lat := func(f func(c *Cell) time.Duration) string {
+			v := pick(func(c *Cell) float64 { return float64(f(c)) })
+			m, lo, hi := medianRange(v)
+			return fmt.Sprintf("%s [%s–%s]", fmtLatency(time.Duration(m)), fmtLatency(time.Duration(lo)), fmtLatency(time.Duration(hi)))
+		}
+		bytesCol := func(f func(c *Cell) int64) string {
+			v := pick(func(c *Cell) float64 { return float64(f(c)) })
+			m, lo, hi := medianRange(v)
+			if hi == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%s [%s–%s]", fmtBytes(int64(m)), fmtBytes(int64(lo)), fmtBytes(int64(hi)))
+		}
+		rps := pick(func(c *Cell) float64 { return c.Load.RPS() })
+		m, lo, hi := medianRange(rps)
+		row := []string{g.label, g.proxy, fmt.Sprint(len(g.cells)),
+			fmt.Sprintf("%.0f [%.0f–%.0f]", m, lo, hi),
+			lat(func(c *Cell) time.Duration { return c.Load.Latency.P50 }),
+			lat(func(c *Cell) time.Duration { return c.Load.Latency.P99 }),
+		}
+		if g.cells[0].Scenario.Stream {
+			row = append(row, lat(func(c *Cell) time.Duration { return c.Load.TTFB.P50 }))
+		} else {
+			row = append(row, "—")
+		}
+		row = append(row,
+			bytesCol(func(c *Cell) int64 { return c.Usage.PeakRSS }),
+			bytesCol(func(c *Cell) int64 { return c.SettledRSS }),
+		)
+		cpu := pick(func(c *Cell) float64 {
+			if c.Load.OK == 0 {
+				return 0
+			}
+			return float64(c.Usage.CPU) / float64(time.Microsecond) / float64(c.Load.OK)
+		})
+		cm, clo, chi := medianRange(cpu)
+		row = append(row, fmt.Sprintf("%.0f µs [%.0f–%.0f]", cm, clo, chi))
+		for _, r := range [][]float64{g.ratioRPS, g.ratioP99} {
+			if len(r) == 0 {
+				row = append(row, "—")
+				continue
+			}
+			m, lo, hi := medianRange(r)
+			row = append(row, fmt.Sprintf("%.2f× [%.2f–%.2f]", m, lo, hi))
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
+	}
+}
+
+// medianRange returns the median (the mean of the middle two for an even
+// count), the smallest and the largest of v.
+func medianRange(v []float64) (med, lo, hi float64) {
+	if len(v) == 0 {
+		return 0, 0, 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	n := len(s)
+	med = s[n/2]
+	if n%2 == 0 {
+		med = (s[n/2-1] + s[n/2]) / 2
+	}
+	return med, s[0], s[n-1]
 }

@@ -101,3 +101,19 @@ func TestFmtLatency(t *testing.T) {
 		}
 	}
 }
+
+func TestMedianRange(t *testing.T) {
+	for _, tc := range []struct {
+		in          []float64
+		med, lo, hi float64
+	}{
+		{nil, 0, 0, 0},
+		{[]float64{3}, 3, 3, 3},
+		{[]float64{5, 1, 3}, 3, 1, 5},
+		{[]float64{4, 1, 3, 2}, 2.5, 1, 4},
+	} {
+		if m, lo, hi := medianRange(tc.in); m != tc.med || lo != tc.lo || hi != tc.hi {
+			t.Errorf("medianRange(%v) = %v %v %v, want %v %v %v", tc.in, m, lo, hi, tc.med, tc.lo, tc.hi)
+		}
+	}
+}

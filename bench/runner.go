@@ -19,6 +19,7 @@ type RunConfig struct {
 	Scenarios []Scenario
 	Peers     []string      // peer names to compare against: nginx, haproxy
 	VKP       string        // vkp binary; "" builds one from the repo root
+	Baseline  string        // another vkp binary measured as peer "vkp-base" (a before/after pair); "" for none
 	Duration  time.Duration // measured time per scenario × proxy
 	Warmup    time.Duration // excluded from the numbers
 	Conns     int           // closed-loop connections
@@ -26,6 +27,7 @@ type RunConfig struct {
 	OpenConns int           // open-loop maximum in flight
 	Timeout   time.Duration // per request
 	Workers   int           // nginx worker_processes, HAProxy nbthread
+	Rounds    int           // each scenario is measured this many times, proxies alternating
 	Log       io.Writer     // progress and notes (stderr)
 }
 
@@ -33,6 +35,7 @@ type RunConfig struct {
 type Cell struct {
 	Scenario Scenario
 	Proxy    string
+	Round    int    // 1-based
 	Status   string // "" when measured; else "not implemented", "n/a (...)", "failed: ..."
 	Load     *LoadResult
 
@@ -41,6 +44,7 @@ type Cell struct {
 	Delivery       float64 // shadow body bytes / body bytes sent; < 0 when not mirrored
 	ShadowBytes    int64
 	Usage          usage // CPU over the measured interval, peak RSS over the proxy's life
+	SettledRSS     int64 // resident memory Scenario.Settle after the load; 0 when not asked
 	// CPU the origin and the shadow used over the measured interval: on a
 	// shared machine a proxy can be cheap for itself and costly for them.
 	OriginCPU, ShadowCPU time.Duration
@@ -74,6 +78,11 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 		}
 	}
 	proxies = append(proxies, vkpProxy(vkpBin))
+	if cfg.Baseline != "" {
+		base := vkpProxy(cfg.Baseline)
+		base.Name = "vkp-base"
+		proxies = append(proxies, base)
+	}
 	var missing []string
 	for _, name := range cfg.Peers {
 		bin, err := exec.LookPath(name)
@@ -111,33 +120,36 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 			killAll()
 			return cells, notes, err
 		}
-		for _, px := range proxies {
-			c := Cell{Scenario: sc, Proxy: px.Name, Delivery: -1}
-			switch why := px.Supports(sc); {
-			case px.Name == "vkp" && vkpWhy != "":
-				c.Status = vkpWhy
-			case why != "":
-				c.Status = why
-			default:
-				dir, err := os.MkdirTemp(tmp, px.Name+"-")
-				if err == nil {
-					err = runCell(ctx, cfg, px, sc, dir, origin, shadow, &c)
+		rounds := max(cfg.Rounds, 1)
+		for round := 1; round <= rounds; round++ {
+			for _, px := range proxies {
+				c := Cell{Scenario: sc, Proxy: px.Name, Round: round, Delivery: -1}
+				switch why := px.Supports(sc); {
+				case px.Name == "vkp" && vkpWhy != "":
+					c.Status = vkpWhy
+				case why != "":
+					c.Status = why
+				default:
+					dir, err := os.MkdirTemp(tmp, px.Name+"-")
+					if err == nil {
+						err = runCell(ctx, cfg, px, sc, dir, origin, shadow, &c)
+					}
+					switch {
+					case ctx.Err() != nil:
+						killAll()
+						return cells, notes, ctx.Err()
+					case errors.Is(err, errNotImplemented):
+						c.Status = "not implemented"
+					case err != nil:
+						c.Status = "failed: " + firstLine(err.Error())
+						fmt.Fprintf(cfg.Log, "  %s: %v\n", px.Name, err)
+					}
 				}
-				switch {
-				case ctx.Err() != nil:
-					killAll()
-					return cells, notes, ctx.Err()
-				case errors.Is(err, errNotImplemented):
-					c.Status = "not implemented"
-				case err != nil:
-					c.Status = "failed: " + firstLine(err.Error())
-					fmt.Fprintf(cfg.Log, "  %s: %v\n", px.Name, err)
+				if c.Status != "" {
+					fmt.Fprintf(cfg.Log, "  %-8s %s\n", px.Name, c.Status)
 				}
+				cells = append(cells, c)
 			}
-			if c.Status != "" {
-				fmt.Fprintf(cfg.Log, "  %-8s %s\n", px.Name, c.Status)
-			}
-			cells = append(cells, c)
 		}
 		origin.stop(2 * time.Second)
 		if shadow.live() {
@@ -246,6 +258,10 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 		ExpectBodySize: sc.RespSize,
 		Conns:          cfg.Conns,
 		Timeout:        cfg.Timeout,
+		Stream:         sc.Stream,
+	}
+	if sc.Conns > 0 {
+		lc.Conns = sc.Conns
 	}
 	if sc.Open {
 		lc.Rate, lc.Conns = cfg.Rate, cfg.OpenConns
@@ -281,6 +297,14 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	after := groupUsage(p.pid())
 	c.Load = res
 	c.Usage = usage{CPU: after.CPU - before.CPU, PeakRSS: after.PeakRSS}
+	if sc.Settle > 0 {
+		select {
+		case <-time.After(sc.Settle):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.SettledRSS = groupUsage(p.pid()).RSS
+	}
 	c.OriginCPU, c.ShadowCPU = origin.cpu()-oBefore, shadow.cpu()-sBefore
 	if p.exited() {
 		return fmt.Errorf("bench: %s exited during the run: %v\n%s", px.Name, p.err, p.logs)
@@ -315,12 +339,12 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 // implemented"; `nginx -t` catches a bad generated config early.
 func preflight(ctx context.Context, px Proxy, dir string, argv []string) error {
 	var check []string
-	switch px.Name {
-	case "vkp":
+	switch {
+	case strings.HasPrefix(px.Name, "vkp"):
 		check = []string{px.Bin, "validate", "--config", argv[len(argv)-1]}
-	case "nginx":
+	case px.Name == "nginx":
 		check = nginxArgs(px.Bin, dir, filepath.Join(dir, "nginx.conf"), "-t", "-q")
-	case "haproxy":
+	case px.Name == "haproxy":
 		check = []string{px.Bin, "-c", "-q", "-f", argv[2]}
 	default:
 		return nil
@@ -328,7 +352,7 @@ func preflight(ctx context.Context, px Proxy, dir string, argv []string) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(cctx, check[0], check[1:]...).CombinedOutput()
-	if px.Name == "vkp" && bytes.Contains(bytes.ToLower(out), []byte("not implemented")) {
+	if strings.HasPrefix(px.Name, "vkp") && bytes.Contains(bytes.ToLower(out), []byte("not implemented")) {
 		return errNotImplemented
 	}
 	if err != nil {

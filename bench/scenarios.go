@@ -18,6 +18,15 @@ type Scenario struct {
 	ShadowDead   bool          // the shadow address refuses connections
 	Cache        bool          // route caches responses
 	Open         bool          // open loop at the run's --rate instead of closed loop
+	// Conns replaces the run's --conns for this scenario's closed loop (the
+	// large-body scenarios fix their concurrency: 4 downloads, 64 uploads).
+	Conns int
+	// Stream reads responses as a stream: the time to the first byte is
+	// recorded, and the load generator holds no response body.
+	Stream bool
+	// Settle is how long the proxy is left idle after the load before its
+	// resident memory is read again: what it keeps after a burst.
+	Settle time.Duration
 }
 
 // Label is the name shown in the table: "post-1mib-mirror" or
@@ -41,6 +50,10 @@ var scenarioTable = []Scenario{
 	{Name: "post-1mib-mirror-hang", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDelay: 10 * time.Minute},
 	{Name: "post-1mib-mirror-dead", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDead: true},
 	{Name: "cache-hit", Method: "GET", RespSize: 4096, CacheControl: "public, max-age=60", Cache: true},
+	// Large bodies: four 150 MiB downloads at once, 64 uploads of 16 MiB at
+	// once. Peak and settled RSS and the time to first byte are the numbers.
+	{Name: "get-150mib", Method: "GET", RespSize: 150 * mib, Conns: 4, Stream: true, Settle: 10 * time.Second},
+	{Name: "post-16mib", Method: "POST", BodySize: 16 * mib, RespSize: 128, Conns: 64, Settle: 10 * time.Second},
 }
 
 // defaultScenarios is the main scenarios closed-loop plus the open-loop

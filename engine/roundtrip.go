@@ -616,6 +616,9 @@ func (x *exchange) startStream(s *respStream) {
 		size = int(s.left)
 	}
 	x.ctx.Response.SetBodyStream(s, size)
+	// The client has the header as soon as the upstream's is here, not
+	// with the first 16 KiB of body.
+	x.ctx.Response.ImmediateHeaderFlush = true
 }
 
 // fill reads the body into buf until it ends (done) or buf holds limit
