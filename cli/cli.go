@@ -143,6 +143,8 @@ func serveCommand(code *int) *ucli.Command {
 				Usage: "most memory held by mirror copies once the main response is out (bodies until written, + 48 KiB per copy until answered); beyond it copies are dropped"},
 			&ucli.StringFlag{Name: "body-memory", EnvVars: []string{"VKP_BODY_MEMORY"}, Value: "256MiB",
 				Usage: "most memory held by request bodies being served whole (mirrored routes, Statements on Form); beyond it bodies stream and their mirror copies are dropped"},
+			&ucli.StringFlag{Name: "body-buffer", EnvVars: []string{"VKP_BODY_BUFFER"}, Value: "1MiB",
+				Usage: "request bodies up to this size are read whole before they are forwarded (within --body-memory); larger ones stream as they arrive; 0 streams every body no stage needs whole"},
 			&ucli.DurationFlag{Name: "header-timeout", EnvVars: []string{"VKP_HEADER_TIMEOUT"}, Value: engine.DefaultHeaderTimeout,
 				Usage: "a request header not complete this long after the connection opened (or its first byte, on keep-alive) gets 408 and the connection is closed"},
 			&ucli.DurationFlag{Name: "body-timeout", EnvVars: []string{"VKP_BODY_TIMEOUT"}, Value: engine.DefaultBodyTimeout,
@@ -194,6 +196,13 @@ func serve(c *ucli.Context) error {
 	if err != nil || bodyMem <= 0 {
 		return fmt.Errorf("%w: --body-memory %q: want a positive size like 256MiB", errUsage, c.String("body-memory"))
 	}
+	bodyBuf, err := engine.ParseSize(c.String("body-buffer"))
+	if err != nil {
+		return fmt.Errorf("%w: --body-buffer %q: want a size like 1MiB", errUsage, c.String("body-buffer"))
+	}
+	if bodyBuf == 0 {
+		bodyBuf = -1 // engine: negative streams every body
+	}
 	for _, f := range []string{"header-timeout", "body-timeout", "idle-timeout", "write-timeout"} {
 		if c.Duration(f) <= 0 {
 			return fmt.Errorf("%w: --%s must be positive", errUsage, f)
@@ -206,7 +215,7 @@ func serve(c *ucli.Context) error {
 	eng, err := engine.New(cfg, engine.Options{
 		MaxRequestBodySize: maxBody, Logger: log,
 		MirrorInflight: c.Int("mirror-inflight"), MirrorQueue: c.Int("mirror-queue"), MirrorMemory: int64(mirrorMem),
-		BodyMemory: int64(bodyMem), HeaderTimeout: c.Duration("header-timeout"), BodyTimeout: c.Duration("body-timeout"),
+		BodyMemory: int64(bodyMem), BodyBuffer: bodyBuf, HeaderTimeout: c.Duration("header-timeout"), BodyTimeout: c.Duration("body-timeout"),
 		IdleTimeout: c.Duration("idle-timeout"), WriteTimeout: c.Duration("write-timeout"),
 	})
 	if err != nil {

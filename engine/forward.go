@@ -56,11 +56,12 @@ func (e *Engine) forward(x *exchange) {
 		e.fail(x, ErrNoDestination, nil)
 		return
 	}
-	if b := &x.body; !b.whole() && b.n >= 0 && b.n <= smallBodyMax {
-		if err := x.hold(); err != nil && !errors.Is(err, errBodyMemory) {
-			e.fail(x, err, d)
-			return
-		}
+	// A body up to --body-buffer is read whole first (when --body-memory
+	// allows): one write upstream, and the request can be retried. A longer
+	// one is sent as it arrives, after the part read so far.
+	if err := x.hold(e.opts.BodyBuffer); err != nil && !errors.Is(err, errBodyMemory) && !errors.Is(err, errBodyHeldPart) {
+		e.fail(x, err, d)
+		return
 	}
 	h := &ctx.Request.Header
 	// The target and the client's Host, kept for each attempt.

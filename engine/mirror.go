@@ -215,7 +215,7 @@ func (e *Engine) mirrorStage(r *Route, next handler) handler {
 			next(x)
 			return
 		}
-		herr := x.hold()
+		herr := x.hold(e.opts.MaxRequestBodySize)
 		if herr != nil && !errors.Is(herr, errBodyMemory) {
 			e.fail(x, herr, nil) // the client's body failed: the main request fails too
 			return
@@ -549,17 +549,17 @@ func (m *mirrorer) sendOnce(j *mirrorJob, d *Destination, h *fasthttp.RequestHea
 	if j.bodyLen > 0 && !j.written {
 		body = j.root().body.B[:j.bodyLen]
 	}
-	sb := pool.Scratch.Get()
-	sb.B = h.AppendBytes(sb.B[:0])
-	if len(sb.B)+len(body) <= 64<<10 {
-		sb.B = append(sb.B, body...)
-		body = nil
+	// Through the write buffer, as on the main path: the header leaves with
+	// the first part of the body.
+	bw := c.attachWriter()
+	_, err = bw.Write(h.AppendBytes(bw.AvailableBuffer()))
+	if err == nil {
+		_, err = bw.Write(body)
 	}
-	_, err = c.nc.Write(sb.B)
-	pool.Scratch.Put(sb)
-	if err == nil && len(body) > 0 {
-		_, err = c.nc.Write(body)
+	if err == nil {
+		err = bw.Flush()
 	}
+	c.detachWriter()
 	if err != nil {
 		d.up.discard(c)
 		return c.reused, err

@@ -197,20 +197,23 @@ func (x *exchange) startBody() {
 	}
 }
 
-// smallBodyMax is the largest request body forward holds rather than
-// streams: it goes to the upstream in the header's write, and its request
-// can be retried.
-const smallBodyMax = 16 << 10
+// errBodyHeldPart ends hold when the body is longer than its limit: what
+// was read stays held, the rest streams.
+var errBodyHeldPart = errors.New("engine: request body longer than the part to hold")
 
-// hold reads the rest of the body into memory, up to limit bytes in all
-// (the request's body limit), charging Options.BodyMemory as it goes. When
-// the budget refuses, it stops with errBodyMemory: what was read stays held
-// and the rest can still be streamed. Trailer fields of a chunked body are
-// dropped, never merged into the headers (fasthttp would merge them).
-func (x *exchange) hold() error {
+// hold reads the rest of the body into memory, charging Options.BodyMemory
+// as it goes. A body longer than limit is not read past it
+// (errBodyHeldPart); when the budget refuses, it stops with errBodyMemory.
+// Either way what was read stays held and the rest can still be streamed.
+// Trailer fields of a chunked body are dropped, never merged into the
+// headers (fasthttp would merge them).
+func (x *exchange) hold(limit int) error {
 	b := &x.body
 	if b.stream == nil {
 		return nil
+	}
+	if b.n > limit {
+		return errBodyHeldPart
 	}
 	e := x.e
 	if b.buf == nil {
@@ -240,6 +243,8 @@ func (x *exchange) hold() error {
 				b.stream = nil
 				return nil
 			}
+		} else if len(b.buf.B) >= limit {
+			return errBodyHeldPart
 		}
 		if !e.chargeBody(b, len(b.buf.B)+want) {
 			return errBodyMemory

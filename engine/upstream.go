@@ -91,9 +91,10 @@ type uconn struct {
 	nc     net.Conn
 	rc     syscall.RawConn // the socket, for peeks; nil when there is none (tests' in-memory conns)
 	br     *bufio.Reader
-	idleAt int64 // monoNow when released
-	reused bool  // this use is not the connection's first request
-	gone   bool  // Read saw the watched client gone
+	bw     *bufio.Writer // while a request is written
+	idleAt int64         // monoNow when released
+	reused bool          // this use is not the connection's first request
+	gone   bool          // Read saw the watched client gone
 
 	peekFn func(fd uintptr) bool // peerOpen's callback, made once
 	peekOK bool
@@ -105,7 +106,29 @@ type uconn struct {
 	idleTO time.Duration        // > 0 while streaming: each read gets this long
 }
 
-var readerPool sync.Pool
+var readerPool, writerPool sync.Pool
+
+// upstreamWriteBuffer is the write buffer a request goes through: the
+// header and the first part of the body leave in one write.
+const upstreamWriteBuffer = 16 << 10
+
+func (c *uconn) attachWriter() *bufio.Writer {
+	if v := writerPool.Get(); v != nil {
+		c.bw = v.(*bufio.Writer)
+		c.bw.Reset(c.nc)
+	} else {
+		c.bw = bufio.NewWriterSize(c.nc, upstreamWriteBuffer)
+	}
+	return c.bw
+}
+
+func (c *uconn) detachWriter() {
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw = nil
+	}
+}
 
 func (c *uconn) attachReader() {
 	if v := readerPool.Get(); v != nil {
