@@ -34,6 +34,8 @@ func statusFor(err error) int {
 		return fasthttp.StatusNotImplemented
 	case errors.Is(err, errHTTPVersion):
 		return fasthttp.StatusHTTPVersionNotSupported
+	case errors.Is(err, errConnect):
+		return fasthttp.StatusMethodNotAllowed
 	case errors.Is(err, errClientBodySlow):
 		return fasthttp.StatusRequestTimeout
 	case errors.Is(err, errClientGone):
@@ -64,7 +66,7 @@ func isClientErr(err error) bool {
 var errorBodies = map[int][]byte{}
 
 func init() {
-	for _, s := range []int{400, 404, 408, 413, 431, 501, 502, 503, 504, 505} {
+	for _, s := range []int{400, 404, 405, 408, 413, 431, 501, 502, 503, 504, 505} {
 		errorBodies[s] = []byte(fasthttp.StatusMessage(s) + "\n")
 	}
 }
@@ -83,11 +85,15 @@ func (e *Engine) fail(x *exchange, err error, dest *Destination) {
 func (e *Engine) failCtx(ctx *fasthttp.RequestCtx, err error, route *Route, dest *Destination) {
 	status := statusFor(err)
 	ctx.Response.Reset()
-	ctx.Response.SetStatusCode(status)
-	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
-	ctx.Response.SetBodyRaw(errorBodies[status])
 	if status == statusClientClosed {
-		ctx.SetConnectionClose()
+		// Nothing goes to a client that left (or half-closed): its
+		// connection is closed without an answer, as nginx does.
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(net.Conn) {})
+	} else {
+		ctx.Response.SetStatusCode(status)
+		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+		ctx.Response.SetBodyRaw(errorBodies[status])
 	}
 	level := slog.LevelWarn
 	if status < 500 {

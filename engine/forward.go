@@ -74,7 +74,11 @@ func (e *Engine) forward(x *exchange) {
 	sb := pool.Scratch.Get()
 	var err error
 	for attempt := 0; ; attempt++ {
-		sb.B = append(append(sb.B[:0], d.base...), tb.B[:nt]...)
+		sb.B = sb.B[:0]
+		if tb.B[0] != '*' {
+			sb.B = append(sb.B, d.base...)
+		}
+		sb.B = append(sb.B, tb.B[:nt]...)
 		setUpstreamHost(h, d, tb.B[nt:])
 		var stage rtStage
 		stage, err = x.roundTrip(d, sb.B, deadline)
@@ -120,6 +124,9 @@ func idempotent(m []byte) bool {
 // client's raw path (never normalised) and query, whatever form the client
 // used (origin-form, or absolute-form as sent to a proxy).
 func appendOriginForm(dst []byte, req *fasthttp.Request) []byte {
+	if raw := req.Header.RequestURI(); len(raw) == 1 && raw[0] == '*' {
+		return append(dst, '*') // OPTIONS *: the server as a whole
+	}
 	u := req.URI()
 	p := u.PathOriginal()
 	if len(p) == 0 || p[0] != '/' {

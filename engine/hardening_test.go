@@ -8,12 +8,20 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -514,7 +522,9 @@ func TestSlowClients(t *testing.T) {
 		go steps(c)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
 		b, err := io.ReadAll(c)
-		return result{string(b), err == nil, time.Since(start)}
+		// A reset counts as closed: the dripping client's unread lines
+		// make the close a reset.
+		return result{string(b), err == nil || errors.Is(err, syscall.ECONNRESET), time.Since(start)}
 	}
 	var wg sync.WaitGroup
 	results := make([]result, 3)
@@ -584,5 +594,366 @@ func TestAbandonedRequestReleasesUpstream(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("upstream connection still held 10 s after the client left")
+	}
+}
+
+// tlsOrigin is rawOrigin over TLS with a throwaway self-signed certificate.
+func tlsOrigin(t testing.TB, serve func(n int, c net.Conn, br *bufio.Reader)) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return rawOrigin(t, func(n int, c net.Conn, _ *bufio.Reader) {
+		tc := tls.Server(c, conf)
+		defer tc.Close()
+		serve(n, tc, bufio.NewReader(tc))
+	})
+}
+
+// Review finding: crypto/tls hands out one record per Read and keeps the
+// next; a second response in its own record after a HEAD answer must not
+// reach the next client.
+func TestTLSUpstreamLeftoverRecordNeverReused(t *testing.T) {
+	var conns atomic.Int32
+	origin := tlsOrigin(t, func(n int, c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for i := 0; ; i++ {
+			req, err := readReq(br)
+			if err != nil {
+				return
+			}
+			if n == 0 && i == 0 {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 41\r\n\r\n")    //nolint:errcheck
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL") //nolint:errcheck
+				continue
+			}
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URI().Path()), req.URI().Path())
+		}
+	})
+	cfg := `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "c", "Match": {"Hosts": ["*"], "Paths": ["*"]}}},
+	  "Clusters": {"c": {"HttpClientConfig": {"DangerousAcceptAnyServerCertificate": true},
+	    "Destinations": [{"Address": "https://` + origin + `"}]}}}}`
+	_, addr := serveEngine(t, mustEngine(t, cfg, Options{}))
+	rawClient(t, addr, "HEAD /first HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", 5*time.Second)
+	time.Sleep(50 * time.Millisecond)
+	got, _ := rawClient(t, addr, "GET /victim HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if strings.Contains(got, "EVIL") || !strings.HasSuffix(got, "/victim") {
+		t.Fatalf("the next client got %q", got)
+	}
+}
+
+// Review finding: the client check must not take a client that is still
+// there for gone once its socket's read deadline (the header timeout) has
+// passed, and an idle upstream connection must stay usable past a second.
+func TestSlowUpstreamAndIdleReuse(t *testing.T) {
+	var conns atomic.Int32
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			req, err := readReq(br)
+			if err != nil {
+				return
+			}
+			if string(req.URI().Path()) == "/slow" {
+				time.Sleep(time.Second)
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") //nolint:errcheck
+		}
+	})
+	_, addr := hardEngine(t, Options{HeaderTimeout: 300 * time.Millisecond}, "", origin)
+	resp, _ := rawClient(t, addr, "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if statusOf(resp) != "HTTP/1.1 200 OK" {
+		t.Fatalf("an upstream slower than the header timeout: %q", resp)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	resp, _ = rawClient(t, addr, "GET /again HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if statusOf(resp) != "HTTP/1.1 200 OK" || conns.Load() != 1 {
+		t.Fatalf("after 1.5 s idle: %q over %d upstream connections; want the idle one reused", statusOf(resp), conns.Load())
+	}
+}
+
+// Review findings: an HTTP/1.0 upstream's close-delimited answer reaches an
+// HTTP/1.1 client framed as HTTP/1.1; Connection: Close in any case (or in
+// a list) ends the upstream connection; CONNECT is refused; OPTIONS * is
+// sent as such; a status below 100 is malformed.
+func TestUpstreamFramingCases(t *testing.T) {
+	body := strings.Repeat("d", 100000)
+	var conns atomic.Int32
+	var lastTarget atomic.Value
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		conns.Add(1)
+		for {
+			req, err := readReq(br)
+			if err != nil {
+				return
+			}
+			lastTarget.Store(string(req.Header.RequestURI()))
+			switch string(req.Header.RequestURI()) {
+			case "/http10":
+				io.WriteString(c, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"+body) //nolint:errcheck
+				return
+			case "/close":
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Close\r\nContent-Length: 2\r\n\r\nok") //nolint:errcheck
+				time.Sleep(30 * time.Millisecond)
+				return
+			case "/status0":
+				io.WriteString(c, "HTTP/1.1 000 Zero\r\nContent-Length: 2\r\n\r\nok") //nolint:errcheck
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") //nolint:errcheck
+			}
+		}
+	})
+	_, addr := hardEngine(t, Options{}, "", origin)
+
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /http10 HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+	var resp fasthttp.Response
+	c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	if err := resp.Read(bufio.NewReader(c)); err != nil || string(resp.Body()) != body || !bytes.Equal(resp.Header.Protocol(), []byte("HTTP/1.1")) {
+		t.Fatalf("HTTP/1.0 upstream: %v, %d bytes, %s", err, len(resp.Body()), resp.Header.Protocol())
+	}
+
+	conn, _ := net.Dial("tcp4", addr)
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		io.WriteString(conn, "GET /close HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+		var r fasthttp.Response
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+		if err := r.Read(br); err != nil || r.StatusCode() != 200 {
+			t.Fatalf("Connection: Keep-Alive, Close, request %d: %v %d", i, err, r.StatusCode())
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+
+	if got, _ := rawClient(t, addr, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 3*time.Second); !strings.HasPrefix(got, "HTTP/1.1 405") {
+		t.Fatalf("CONNECT: %q", statusOf(got))
+	}
+	if got, _ := rawClient(t, addr, "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3*time.Second); statusOf(got) != "HTTP/1.1 200 OK" || lastTarget.Load() != "*" {
+		t.Fatalf("OPTIONS *: %q, upstream target %v", statusOf(got), lastTarget.Load())
+	}
+	if got, _ := rawClient(t, addr, "GET /status0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3*time.Second); !strings.HasPrefix(got, "HTTP/1.1 502") {
+		t.Fatalf("status 000: %q", statusOf(got))
+	}
+}
+
+// Review finding: an HTTP/1.0 client gets a large response of unknown
+// length as it arrives, delimited by the close, not held whole.
+func TestHTTP10ClientStreamedUntilClose(t *testing.T) {
+	const part = 1 << 20
+	gotFirst := make(chan struct{})
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := readReq(br); err != nil {
+			return
+		}
+		p := strings.Repeat("e", part)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n", part, p)
+		select {
+		case <-gotFirst:
+		case <-time.After(5 * time.Second):
+			return
+		}
+		fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", part, p)
+	})
+	_, addr := hardEngine(t, Options{}, "", origin)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")        //nolint:errcheck
+	c.SetReadDeadline(time.Now().Add(4 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	if _, err := br.Peek(1); err != nil {
+		t.Fatalf("nothing while the origin holds the second half: %v", err)
+	}
+	close(gotFirst)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	all, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, body, _ := strings.Cut(string(all), "\r\n\r\n")
+	if len(body) != 2*part || strings.Contains(strings.ToLower(head), "transfer-encoding") || strings.Contains(strings.ToLower(head), "content-length") {
+		t.Fatalf("HTTP/1.0 client got %d body bytes with header %q", len(body), head)
+	}
+}
+
+// Review finding: body memory is charged as the body arrives, so a client
+// that announces a large body and trickles it holds only what it sent.
+func TestBodyMemoryChargedOnArrival(t *testing.T) {
+	sh := newShadow()
+	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
+		Options{BodyMemory: 1 << 20})
+	_, addr := serveEngine(t, e)
+	slow, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 1<<20)
+	slow.Write(make([]byte, 8<<10)) //nolint:errcheck
+	time.Sleep(200 * time.Millisecond)
+	if m := e.bodyMem.Load(); m >= 1<<20 {
+		t.Fatalf("a client that sent 8 KiB of a 1 MiB body holds %d bytes of the budget", m)
+	}
+	c, _ := serveEngine(t, e)
+	if resp := do(t, c, "POST", "/", make([]byte, 64<<10)); resp.StatusCode() != 200 {
+		t.Fatalf("status %d", resp.StatusCode())
+	}
+	if st := waitMirror(t, e, 5*time.Second); st.DroppedBody != 0 || st.Sent != 1 {
+		t.Fatalf("%+v; want the small request's copy sent", st)
+	}
+}
+
+// Review finding: a client that leaves while a streamed response waits on a
+// quiet upstream releases the upstream connection within about a second.
+func TestClientGoneWhileStreaming(t *testing.T) {
+	closed := make(chan time.Time, 1)
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := readReq(br); err != nil {
+			return
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", 10<<20, strings.Repeat("f", 1<<20))
+		c.SetReadDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
+		var b [1]byte
+		c.Read(b[:]) //nolint:errcheck
+		closed <- time.Now()
+	})
+	_, addr := hardEngine(t, Options{}, `, "Timeout": "00:01:00"`, origin)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+	io.ReadFull(c, make([]byte, 64<<10))                   //nolint:errcheck
+	left := time.Now()
+	c.Close()
+	select {
+	case at := <-closed:
+		if d := at.Sub(left); d > 2500*time.Millisecond {
+			t.Fatalf("upstream released %v after the client left", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream still held 10 s after the client left mid-stream")
+	}
+}
+
+// Review finding: an upstream that answers a large upload early (401) and
+// stops reading gets its answer forwarded, not a 502.
+func TestEarlyAnswerToLargeUpload(t *testing.T) {
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		var h fasthttp.RequestHeader
+		if err := h.Read(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope") //nolint:errcheck
+		c.(*net.TCPConn).CloseWrite()                                                                        //nolint:errcheck
+		io.CopyN(io.Discard, br, 256<<10)                                                                    //nolint:errcheck
+	})
+	_, addr := hardEngine(t, Options{}, "", origin)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 32 << 20
+	fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", n)
+	go c.Write(make([]byte, n))                         //nolint:errcheck
+	c.SetReadDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil || resp.StatusCode() != 401 {
+		t.Fatalf("early 401 to a 32 MiB upload: %v, status %d", err, resp.StatusCode())
+	}
+}
+
+// Review finding: an interim answer, or a malformed bare-LF one, is part of
+// a response: the request is not retried after it.
+func TestNoRetryAfterInterimAnswer(t *testing.T) {
+	for name, answer := range map[string]string{
+		"100 then close":    "HTTP/1.1 100 Continue\r\n\r\n",
+		"bare-LF malformed": "HTTP/1.1 abc\n\n",
+		"101 switching":     "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			var hits atomic.Int32
+			origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+				if _, err := readReq(br); err != nil {
+					return
+				}
+				hits.Add(1)
+				io.WriteString(c, answer) //nolint:errcheck
+			})
+			_, addr := hardEngine(t, Options{}, "", origin)
+			got, _ := rawClient(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+			if !strings.HasPrefix(got, "HTTP/1.1 502") || hits.Load() != 1 {
+				t.Fatalf("%q after %d attempts; want 502 after one", statusOf(got), hits.Load())
+			}
+		})
+	}
+}
+
+// Review finding: a chunked response's first part reaches the client while
+// the upstream is still quiet (an event stream must not wait for 64 KiB).
+func TestChunkedResponseFirstPartNotHeld(t *testing.T) {
+	release := make(chan struct{})
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := readReq(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n") //nolint:errcheck
+		select {
+		case <-release:
+		case <-time.After(5 * time.Second):
+		}
+		io.WriteString(c, "9\r\ndata: 2\n\n\r\n0\r\n\r\n") //nolint:errcheck
+	})
+	_, addr := hardEngine(t, Options{}, "", origin)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))           //nolint:errcheck
+	var got []byte
+	buf := make([]byte, 4096)
+	for !bytes.Contains(got, []byte("data: 1")) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("the first event did not arrive while the upstream was quiet (%v); got %q", err, got)
+		}
+		got = append(got, buf[:n]...)
+	}
+	close(release)
+}
+
+// An upstream chunk size may have leading zeros; a stray CR in its line is
+// malformed.
+func TestChunkSizeLines(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		n    int64
+		ok   bool
+	}{
+		{"5\r\n", 5, true}, {"0000000000000000005\r\n", 5, true}, {"5;ext=1\r\n", 5, true}, {"5\n", 5, true},
+		{"1000000000000000\r\n", 0, false}, {"2\r\r\n", 0, false}, {"x\r\n", 0, false}, {"5 x\r\n", 0, false},
+	} {
+		n, err := readChunkSize(bufio.NewReader(strings.NewReader(tc.line)))
+		if (err == nil) != tc.ok || (tc.ok && n != tc.n) {
+			t.Errorf("readChunkSize(%q) = %d, %v", tc.line, n, err)
+		}
 	}
 }

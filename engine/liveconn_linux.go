@@ -8,29 +8,46 @@ import (
 
 // peerOpen reports whether an idle connection can still carry a request:
 // nothing to read yet (EAGAIN). End of stream, an error or unsolicited bytes
-// (a late response, a 408 sent before closing) mean it cannot. The peek's
-// callback is made once per connection: built per call, it would escape to
-// the heap on every request.
+// (a late response, a 408 sent before closing) mean it cannot. The peek
+// goes through Control, not Read: Read fails, without calling back, once
+// the socket's last read deadline has passed. Its callback is made once
+// per connection: built per call, it would escape to the heap on every
+// request.
 func (c *uconn) peerOpen() bool {
 	if c.rc == nil {
 		return true
 	}
+	c.peek()
+	return c.peekErr == syscall.EAGAIN || c.peekErr == syscall.EINTR
+}
+
+// dataWaiting reports whether bytes from the upstream are waiting in the
+// socket (more of a response that is arriving).
+func (c *uconn) dataWaiting() bool {
+	if c.rc == nil {
+		return false
+	}
+	c.peek()
+	return c.peekN > 0
+}
+
+func (c *uconn) peek() {
 	if c.peekFn == nil {
-		c.peekFn = func(fd uintptr) bool {
-			n, _, err := syscall.Recvfrom(int(fd), c.peekB[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			c.peekOK = n <= 0 && (err == syscall.EAGAIN || err == syscall.EINTR)
-			return true
+		c.peekFn = func(fd uintptr) {
+			c.peekN, _, c.peekErr = syscall.Recvfrom(int(fd), c.peekB[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		}
 	}
-	c.peekOK = false
-	err := c.rc.Read(c.peekFn)
-	return c.peekOK && err == nil
+	c.peekN, c.peekErr = 0, nil
+	if err := c.rc.Control(c.peekFn); err != nil {
+		c.peekErr = err
+	}
 }
 
 // clientGone reports whether the client of ctx has closed or reset its
 // connection (a peek sees the end of stream or an error). A client that
 // sent more (a pipelined request) is still there. As nginx does, a client
-// that half-closed after its request counts as gone.
+// that half-closed after its request counts as gone. Rare (once a second
+// per request waiting on a slow upstream), so it may allocate.
 func clientGone(ctx *fasthttp.RequestCtx) bool {
 	sc, ok := ctx.Conn().(syscall.Conn)
 	if !ok {
@@ -42,10 +59,9 @@ func clientGone(ctx *fasthttp.RequestCtx) bool {
 	}
 	gone := false
 	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err = rc.Control(func(fd uintptr) {
 		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		gone = (n == 0 && err == nil) || (err != nil && err != syscall.EAGAIN && err != syscall.EINTR)
-		return true
 	})
 	return gone || err != nil
 }

@@ -87,6 +87,7 @@ var (
 	errBadHeaderName   = errors.New("engine: request header name is not a token")
 	errUnsupportedTE   = errors.New("engine: transfer coding other than chunked")
 	errHTTPVersion     = errors.New("engine: HTTP version not supported")
+	errConnect         = errors.New("engine: CONNECT is not supported (vkp is a reverse proxy)")
 	errMissingHost     = errors.New("engine: HTTP/1.1 request without Host")
 	errClientBody      = errors.New("engine: reading the request body failed")
 	errClientBodySlow  = errors.New("engine: the client stopped sending its request body")
@@ -114,6 +115,9 @@ func checkRequest(h *fasthttp.RequestHeader) error {
 	http11 := bytes.Equal(proto, strHTTP11)
 	if !http11 && !bytes.Equal(proto, strHTTP10) {
 		return errHTTPVersion
+	}
+	if h.IsConnect() {
+		return errConnect
 	}
 	var cl, te int
 	raw := h.RawHeaders()
@@ -236,25 +240,32 @@ func (x *exchange) hold(limit int) error {
 		}()
 	}
 	for {
-		want := 64 << 10
+		// Charged as it arrives, 64 KiB at a time: a client that announces
+		// a large body and sends it slowly holds only what it sent.
+		step := 64 << 10
 		if b.n >= 0 {
-			want = b.n - b.read
-			if want <= 0 {
+			rem := b.n - b.read
+			if rem <= 0 {
 				b.stream = nil
 				return nil
 			}
+			step = min(step, rem)
 		} else if len(b.buf.B) >= limit {
 			return errBodyHeldPart
 		}
-		if !e.chargeBody(b, len(b.buf.B)+want) {
+		if !e.chargeBody(b, len(b.buf.B)+step) {
 			return errBodyMemory
 		}
-		if cap(b.buf.B)-len(b.buf.B) < want {
-			nb := make([]byte, len(b.buf.B), len(b.buf.B)+want)
+		if cap(b.buf.B)-len(b.buf.B) < step {
+			c := max(2*cap(b.buf.B), len(b.buf.B)+step)
+			if b.n >= 0 {
+				c = min(c, b.n)
+			}
+			nb := make([]byte, len(b.buf.B), c)
 			copy(nb, b.buf.B)
 			b.buf.B = nb
 		}
-		k, err := x.readBody(b.buf.B[len(b.buf.B):cap(b.buf.B)])
+		k, err := x.readBody(b.buf.B[len(b.buf.B) : len(b.buf.B)+step])
 		b.buf.B = b.buf.B[:len(b.buf.B)+k]
 		if err == io.EOF {
 			b.stream = nil

@@ -38,7 +38,6 @@ var (
 	errInterim        = errors.New("engine: too many interim (1xx) upstream responses")
 	errUnexpected101  = errors.New("engine: upstream switched protocols unasked")
 	errBadChunk       = errors.New("engine: malformed chunked upstream body")
-	errResponseTooBig = errors.New("engine: response of unknown length too large for an HTTP/1.0 client")
 )
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
@@ -66,6 +65,7 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		u.discard(c)
 		return rtNone, err
 	}
+	c.nread = 0
 	u.inflight.Add(1)
 	streaming := false
 	defer func() {
@@ -74,15 +74,17 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		}
 	}()
 	if stage, err := x.writeRequest(c, d, target); err != nil {
-		u.discard(c)
-		return stage, err
-	}
-
-	resp := &x.ctx.Response
-	isHead := x.ctx.Request.Header.IsHead()
-	if err := readResponseHead(c, &resp.Header); err != nil {
+		if !errors.Is(err, errUpstreamRequest) || !x.body.started || !x.earlyAnswer(c) {
+			u.discard(c)
+			return stage, err
+		}
+		// The upstream answered (a 401 or 413 before reading the whole
+		// body) and stopped reading: its answer is forwarded, and the
+		// rest of the client's body is never read.
+		x.closeClient = true
+	} else if err := readResponseHead(c, &x.ctx.Response.Header); err != nil {
 		stage := rtAnswered
-		if c.br.Buffered() == 0 && !c.gone {
+		if c.nread == 0 && !c.gone {
 			stage = rtSent // nothing of a response arrived
 		}
 		if c.gone {
@@ -91,9 +93,13 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		u.discard(c)
 		return stage, err
 	}
+	resp := &x.ctx.Response
 	h := &resp.Header
-	reusable := !h.ConnectionClose()
-	if isHead || noBody(h.StatusCode()) {
+	reusable := !h.ConnectionClose() && !c.closeTok && !x.closeClient
+	// vkp answers as an HTTP/1.1 server whatever the upstream spoke: its
+	// framing (chunked, keep-alive) is vkp's own.
+	h.SetProtocol(strHTTP11)
+	if x.ctx.Request.Header.IsHead() || noBody(h.StatusCode()) {
 		u.finish(c, reusable)
 		return rtAnswered, nil
 	}
@@ -109,12 +115,14 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		u.finish(c, reusable)
 		return rtAnswered, nil
 	case n >= 0:
-		x.stream(c, fixedBody, int64(n), nil, reusable)
+		x.startStream(newRespStream(c, fixedBody, int64(n), reusable))
 		streaming = true
 		return rtAnswered, nil
 	}
-	// Chunked or close-delimited: read up to responseBufferMax; a body
-	// that ends within it is sent with a Content-Length like a small one.
+	// Chunked or close-delimited: what has arrived, up to
+	// responseBufferMax, is read at once; a body that has all arrived is
+	// sent with a Content-Length like a small one. Otherwise it streams
+	// from here, so an event stream's first event is not held back.
 	kind := uint8(chunkedBody)
 	if h.ContentLength() != -1 {
 		kind, reusable = closeBody, false
@@ -122,43 +130,41 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 	s := newRespStream(c, kind, 0, reusable)
 	buf := pool.Bodies.Get()
 	buf.B = buf.B[:0]
-	limit := responseBufferMax
-	if !x.ctx.Request.Header.IsHTTP11() {
-		// An HTTP/1.0 client cannot take a chunked answer: hold it whole.
-		limit = maxHeldResponse
-	}
-	done, err := s.fill(buf, limit)
-	if err != nil || done || limit != responseBufferMax {
+	done, err := s.fill(buf, responseBufferMax)
+	if err != nil || done {
 		reusable = s.reusable
-		s.c = nil
-		s.CloseWithError(nil) //nolint:errcheck // returns s to its pool; c is handled here
-		switch {
-		case err != nil:
-			pool.Bodies.Put(buf)
+		pool.Bodies.Put(s.take(buf, done, resp))
+		if err != nil {
 			u.discard(c)
 			if c.gone {
 				err = errClientGone
 			}
 			return rtAnswered, err
-		case !done:
-			pool.Bodies.Put(buf)
-			u.discard(c)
-			return rtAnswered, errResponseTooBig
 		}
-		buf.B = resp.SwapBody(buf.B)
-		pool.Bodies.Put(buf)
 		u.finish(c, reusable)
 		return rtAnswered, nil
 	}
 	s.prefix = buf
-	x.startStream(s)
+	if !x.ctx.Request.Header.IsHTTP11() {
+		// An HTTP/1.0 client cannot take a chunked answer: the body goes
+		// as it comes, delimited by the connection's close.
+		x.streamToHTTP10(s)
+	} else {
+		x.startStream(s)
+	}
 	streaming = true
 	return rtAnswered, nil
 }
 
-// maxHeldResponse bounds a chunked or close-delimited response held whole
-// for an HTTP/1.0 client (which cannot take chunked framing).
-const maxHeldResponse = 64 << 20
+// earlyAnswer reads an answer the upstream sent while vkp was still
+// writing the request (its write failed because the upstream stopped
+// reading). It waits at most a second for it.
+func (x *exchange) earlyAnswer(c *uconn) bool {
+	if c.setDeadlines(time.Now().Add(time.Second), nil) != nil {
+		return false
+	}
+	return readResponseHead(c, &x.ctx.Response.Header) == nil
+}
 
 // finish ends a connection's use after a response without a body stream.
 func (u *upstream) finish(c *uconn, reusable bool) {
@@ -325,12 +331,12 @@ func appendChunkHeader(dst []byte, n int) []byte {
 // and Content-Length together with Transfer-Encoding are refused.
 func readResponseHead(c *uconn, h *fasthttp.ResponseHeader) error {
 	for range 100 {
-		end, bare, err := scanHead(c.br)
+		hi, err := scanHead(c.br)
 		if err != nil {
 			return err
 		}
-		if bare {
-			err = parseBareLF(c.br, end, h)
+		if hi.bare {
+			err = parseBareLF(c.br, hi.end, h)
 		} else {
 			err = h.Read(c.br)
 		}
@@ -338,81 +344,119 @@ func readResponseHead(c *uconn, h *fasthttp.ResponseHeader) error {
 			return errors.Join(errBadResponse, err)
 		}
 		switch st := h.StatusCode(); {
+		case st < 100:
+			return errBadResponse
 		case st == fasthttp.StatusSwitchingProtocols:
 			return errUnexpected101
-		case st >= 100 && st < 200:
+		case st < 200:
 			continue
 		}
+		c.closeTok = hi.close
 		return nil
 	}
 	return errInterim
 }
 
-// scanHead waits until a whole header block is buffered and checks it. It
-// returns the block's length and whether some line ends in a bare LF.
-func scanHead(br *bufio.Reader) (end int, bare bool, err error) {
+// headInfo is what checkHead learnt of a header block.
+type headInfo struct {
+	end   int  // the block's length
+	bare  bool // some line ends in a bare LF
+	close bool // a Connection line has the token "close", in any case
+}
+
+// scanHead waits until a whole header block is buffered and checks it.
+func scanHead(br *bufio.Reader) (headInfo, error) {
 	n := 1
 	for {
 		if _, err := br.Peek(n); err != nil {
 			if br.Buffered() == 0 {
-				return 0, false, err // nothing of a response: io.EOF, reset or timeout
+				return headInfo{}, err // nothing of a response: io.EOF, reset or timeout
 			}
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return 0, false, errResponseHead
+				return headInfo{}, errResponseHead
 			}
-			return 0, false, errors.Join(errBadResponse, err)
+			return headInfo{}, errors.Join(errBadResponse, err)
 		}
 		b, _ := br.Peek(br.Buffered())
-		end, bare, err := checkHead(b)
-		if err != nil || end > 0 {
-			return end, bare, err
+		hi, err := checkHead(b)
+		if err != nil || hi.end > 0 {
+			return hi, err
 		}
 		if br.Buffered() >= br.Size() {
-			return 0, false, errResponseHead
+			return headInfo{}, errResponseHead
 		}
 		n = br.Buffered() + 1
 	}
 }
 
-// checkHead finds the end of the header block at the start of b (0: not
-// all there yet) and checks its field lines.
-func checkHead(b []byte) (end int, bare bool, err error) {
+// checkHead finds the end of the header block at the start of b (end 0:
+// not all there yet) and checks its field lines.
+func checkHead(b []byte) (hi headInfo, err error) {
 	var cl, te bool
 	pos := 0
 	first := true
 	for {
 		i := bytes.IndexByte(b[pos:], '\n')
 		if i < 0 {
-			return 0, false, nil
+			return headInfo{}, nil
 		}
 		line := b[pos : pos+i]
 		next := pos + i + 1
 		if len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		} else {
-			bare = true
+			hi.bare = true
 		}
 		switch {
 		case len(line) == 0 && first:
-			return 0, false, errBadResponse
+			return headInfo{}, errBadResponse
 		case len(line) == 0:
 			if cl && te {
-				return 0, false, errAmbiguousResp
+				return headInfo{}, errAmbiguousResp
 			}
-			return next, bare, nil
+			hi.end = next
+			return hi, nil
 		case first:
 			first = false
+			// "HTTP/1.x NNN": fasthttp reads a status of 000 as 200.
+			if sp := bytes.IndexByte(line, ' '); sp < 0 || len(line) < sp+4 || line[sp+1] < '1' || line[sp+1] > '9' ||
+				line[sp+2] < '0' || line[sp+2] > '9' || line[sp+3] < '0' || line[sp+3] > '9' || (len(line) > sp+4 && line[sp+4] != ' ') {
+				return headInfo{}, errBadResponse
+			}
 		default:
 			colon := bytes.IndexByte(line, ':')
 			if colon <= 0 || !isTokenBytes(line[:colon]) {
-				return 0, false, errBadResponse // also obs-fold
+				return headInfo{}, errBadResponse // also obs-fold
 			}
 			name := line[:colon]
-			cl = cl || asciiEqualFold(name, "Content-Length")
-			te = te || asciiEqualFold(name, "Transfer-Encoding")
+			switch {
+			case asciiEqualFold(name, "Content-Length"):
+				cl = true
+			case asciiEqualFold(name, "Transfer-Encoding"):
+				te = true
+			case asciiEqualFold(name, "Connection"):
+				hi.close = hi.close || hasToken(line[colon+1:], "close")
+			}
 		}
 		pos = next
 	}
+}
+
+// hasToken reports whether a comma-separated header value lists tok,
+// without regard to case.
+func hasToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var t []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			t, v = v[:i], v[i+1:]
+		} else {
+			t, v = v, nil
+		}
+		if asciiEqualFold(bytes.Trim(t, " \t"), tok) {
+			return true
+		}
+	}
+	return false
 }
 
 // parseBareLF parses a header block whose lines end in bare LF. Rare: it
@@ -510,7 +554,7 @@ func noEOF(err error) error {
 	return err
 }
 
-// readChunkSize reads "HEX[;ext]CRLF".
+// readChunkSize reads "HEX[;ext]CRLF" (a bare LF ends it too).
 func readChunkSize(br *bufio.Reader) (int64, error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
@@ -519,15 +563,26 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		}
 		return 0, noEOF(err)
 	}
-	line = bytes.TrimRight(line, "\r\n")
+	return parseChunkSize(line)
+}
+
+// parseChunkSize parses a chunk-size line, '\n' included.
+func parseChunkSize(line []byte) (int64, error) {
+	line = line[:len(line)-1]
+	if len(line) > 0 && line[len(line)-1] == '\r' {
+		line = line[:len(line)-1]
+	}
 	var n int64
-	i := 0
+	i, digits := 0, 0
 	for ; i < len(line); i++ {
 		v := unhex(line[i])
 		if v < 0 {
 			break
 		}
-		if i >= 15 {
+		if n > 0 || v > 0 {
+			digits++ // leading zeros do not count
+		}
+		if digits > 15 {
 			return 0, errBadChunk
 		}
 		n = n<<4 | int64(v)
@@ -536,7 +591,7 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		return 0, errBadChunk
 	}
 	rest := bytes.TrimLeft(line[i:], " \t")
-	if len(rest) > 0 && rest[0] != ';' {
+	if len(rest) > 0 && rest[0] != ';' || bytes.IndexByte(rest, '\r') >= 0 {
 		return 0, errBadChunk
 	}
 	return n, nil
@@ -603,15 +658,10 @@ func newRespStream(c *uconn, kind uint8, n int64, reusable bool) *respStream {
 
 var respStreamPool = sync.Pool{New: func() any { return new(respStream) }}
 
-// stream hands ctx.Response a body stream over c.
-func (x *exchange) stream(c *uconn, kind uint8, n int64, prefix *pool.Buffer, reusable bool) {
-	s := newRespStream(c, kind, n, reusable)
-	s.prefix = prefix
-	x.startStream(s)
-}
-
+// startStream hands ctx.Response the body stream s. While it streams, each
+// read from the upstream gets the route's timeout, and a client that leaves
+// while the upstream is quiet is noticed as while waiting for the header.
 func (x *exchange) startStream(s *respStream) {
-	s.c.client = nil
 	s.c.idleTO = x.route.timeout
 	s.client = x.ctx.Conn()
 	s.writeTO = x.e.opts.WriteTimeout
@@ -625,8 +675,8 @@ func (x *exchange) startStream(s *respStream) {
 	x.ctx.Response.ImmediateHeaderFlush = true
 }
 
-// fill reads the body into buf until it ends (done) or buf holds limit
-// bytes.
+// fill reads the body into buf until it ends (done), buf holds limit bytes,
+// or nothing more has arrived yet.
 func (s *respStream) fill(buf *pool.Buffer, limit int) (done bool, err error) {
 	for len(buf.B) <= limit {
 		if cap(buf.B)-len(buf.B) < 4<<10 {
@@ -640,8 +690,80 @@ func (s *respStream) fill(buf *pool.Buffer, limit int) (done bool, err error) {
 		if err != nil {
 			return false, err
 		}
+		if s.wouldWait() && !s.c.dataWaiting() {
+			return false, nil
+		}
 	}
 	return false, nil
+}
+
+// wouldWait reports whether the next Read could block: the bytes buffered
+// do not hold the next piece of the body (for a chunked body, a chunk's
+// size line and a byte of its data, or the whole end of the body).
+func (s *respStream) wouldWait() bool {
+	br := s.c.br
+	if s.kind != chunkedBody || s.cr.left > 0 {
+		return br.Buffered() == 0
+	}
+	b, _ := br.Peek(br.Buffered())
+	if s.cr.needCRLF {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return true
+		}
+		b = b[i+1:]
+	}
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return true
+	}
+	if n, err := parseChunkSize(b[:i+1]); err != nil || n > 0 {
+		return err == nil && i+1 == len(b) // a chunk: one byte of its data is enough
+	}
+	// The last chunk: the trailer section must have ended.
+	rest := b[i+1:]
+	return !bytes.HasPrefix(rest, strCRLF) && !bytes.HasPrefix(rest, []byte("\n")) &&
+		!bytes.Contains(rest, []byte("\n\r\n")) && !bytes.Contains(rest, []byte("\n\n"))
+}
+
+// take ends s without its connection (the caller finishes that): a body
+// read whole goes to resp (swapped in, no copy). It returns the buffer to
+// put back in the pool.
+func (s *respStream) take(buf *pool.Buffer, done bool, resp *fasthttp.Response) *pool.Buffer {
+	if done {
+		buf.B = resp.SwapBody(buf.B)
+	}
+	s.c = nil
+	s.CloseWithError(nil) //nolint:errcheck // returns s to its pool
+	return buf
+}
+
+// streamToHTTP10 sends s to an HTTP/1.0 client delimited by the close of
+// its connection: fasthttp would frame a stream of unknown length as
+// chunked, which HTTP/1.0 does not have, so the connection is taken over
+// once the handler returns and written by vkp.
+func (x *exchange) streamToHTTP10(s *respStream) {
+	h := &x.ctx.Response.Header
+	h.SetConnectionClose()
+	h.SetContentLength(-2) // neither Content-Length nor Transfer-Encoding
+	stripHopResponse(h)
+	h.SetConnectionClose()
+	head := h.AppendBytes(nil)
+	s.c.client = nil
+	s.c.idleTO = x.route.timeout
+	s.writeTO = x.e.opts.WriteTimeout
+	x.ctx.HijackSetNoResponse(true)
+	x.ctx.Hijack(func(c net.Conn) {
+		s.client = c
+		if s.writeTO > 0 {
+			c.SetWriteDeadline(time.Now().Add(s.writeTO)) //nolint:errcheck // a dead conn fails the write
+		}
+		_, err := c.Write(head)
+		if err == nil {
+			_, err = s.WriteTo(c)
+		}
+		s.CloseWithError(err) //nolint:errcheck
+	})
 }
 
 func (s *respStream) Read(p []byte) (int, error) {
@@ -711,6 +833,15 @@ func (s *respStream) WriteTo(w io.Writer) (int64, error) {
 			}
 			m, werr := w.Write(buf[:n])
 			total += int64(m)
+			if werr == nil && s.prefix == nil && s.c.br.Buffered() == 0 {
+				// Nothing more from the upstream for now: what was
+				// written goes to the client (an event stream's events
+				// must not wait for a full buffer). Chunked writes are
+				// flushed by fasthttp.
+				if f, ok := w.(interface{ Flush() error }); ok {
+					werr = f.Flush()
+				}
+			}
 			if werr != nil {
 				return total, werr
 			}
@@ -749,7 +880,7 @@ func (s *respStream) CloseWithError(err error) error {
 // drainBody reads and discards a response body (mirror copies). It reports
 // whether the connection may be reused.
 func drainBody(c *uconn, h *fasthttp.ResponseHeader, isHead bool) (bool, error) {
-	reusable := !h.ConnectionClose()
+	reusable := !h.ConnectionClose() && !c.closeTok
 	if isHead || noBody(h.StatusCode()) {
 		return reusable, nil
 	}

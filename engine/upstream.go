@@ -95,10 +95,15 @@ type uconn struct {
 	idleAt int64         // monoNow when released
 	reused bool          // this use is not the connection's first request
 	gone   bool          // Read saw the watched client gone
+	// Of the current exchange: bytes read (any byte of an answer rules out
+	// a retry), and a Connection: close token in the answer.
+	nread    int
+	closeTok bool
 
-	peekFn func(fd uintptr) bool // peerOpen's callback, made once
-	peekOK bool
-	peekB  [1]byte
+	peekFn  func(fd uintptr) // peek's callback, made once
+	peekN   int
+	peekErr error
+	peekB   [1]byte
 
 	// Read-side settings of the current use (see Read).
 	hard   time.Time            // the exchange's deadline
@@ -148,17 +153,26 @@ func (c *uconn) detachReader() {
 }
 
 // Read reads from the connection for the bufio.Reader. While the caller
-// waits for an answer, the read deadline fires every clientCheckEvery so the
-// client can be checked: a client that has gone ends the wait with
-// errClientGone (the connection is then closed, and the upstream notices).
+// waits on the upstream (for the header, or for more of a streamed body),
+// the read deadline fires every clientCheckEvery so the client can be
+// checked: a client that has gone ends the wait with errClientGone (the
+// connection is then closed, and the upstream notices). While streaming,
+// each read gets idleTO.
 func (c *uconn) Read(p []byte) (int, error) {
 	if c.idleTO > 0 {
-		if err := c.nc.SetReadDeadline(time.Now().Add(c.idleTO)); err != nil {
+		now := time.Now()
+		c.hard = now.Add(c.idleTO)
+		rd := c.hard
+		if c.client != nil {
+			rd = earlier(now.Add(clientCheckEvery), c.hard)
+		}
+		if err := c.nc.SetReadDeadline(rd); err != nil {
 			return 0, err
 		}
 	}
 	for {
 		n, err := c.nc.Read(p)
+		c.nread += n
 		if n > 0 || err == nil || c.client == nil || !isTimeout(err) {
 			return n, err
 		}
@@ -193,7 +207,7 @@ func isTimeout(err error) bool {
 // deadline comes after clientCheckEvery (Read extends it while the client is
 // there).
 func (c *uconn) setDeadlines(hard time.Time, client *fasthttp.RequestCtx) error {
-	c.hard, c.client, c.idleTO, c.gone = hard, client, 0, false
+	c.hard, c.client, c.idleTO, c.gone, c.closeTok = hard, client, 0, false, false
 	if err := c.nc.SetWriteDeadline(hard); err != nil {
 		return err
 	}
@@ -335,7 +349,7 @@ func (u *upstream) dialConn(deadline time.Time) (net.Conn, error) {
 // read buffer means bytes the upstream sent unasked: the connection is
 // closed instead.
 func (u *upstream) release(c *uconn) {
-	if c.br != nil && c.br.Buffered() > 0 {
+	if c.br != nil && c.br.Buffered() > 0 || tlsHolds(c.nc) {
 		u.discard(c)
 		return
 	}
@@ -351,6 +365,24 @@ func (u *upstream) release(c *uconn) {
 	u.idle = append(u.idle, c)
 	u.mu.Unlock()
 	u.freeSlot()
+}
+
+// tlsHolds reports whether a TLS connection has decrypted bytes waiting:
+// crypto/tls hands out one record per Read and keeps the next one, where
+// neither the read buffer's check nor the socket's peek can see it. A read
+// with a deadline in the past returns them, or a timeout (which leaves the
+// connection usable) when there are none.
+func tlsHolds(nc net.Conn) bool {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return false
+	}
+	if tc.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return true
+	}
+	var b [1]byte
+	n, err := tc.Read(b[:])
+	return n > 0 || !isTimeout(err)
 }
 
 // discard closes a connection that must not be reused.
