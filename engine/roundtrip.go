@@ -32,12 +32,12 @@ const (
 
 // Errors of the upstream side; statusFor maps them (502 unless a timeout).
 var (
-	errBadResponse    = errors.New("engine: malformed upstream response")
-	errAmbiguousResp  = errors.New("engine: upstream response has both Content-Length and Transfer-Encoding")
-	errResponseHead   = errors.New("engine: upstream response header too large")
-	errInterim        = errors.New("engine: too many interim (1xx) upstream responses")
-	errUnexpected101  = errors.New("engine: upstream switched protocols unasked")
-	errBadChunk       = errors.New("engine: malformed chunked upstream body")
+	errBadResponse   = errors.New("engine: malformed upstream response")
+	errAmbiguousResp = errors.New("engine: upstream response has both Content-Length and Transfer-Encoding")
+	errResponseHead  = errors.New("engine: upstream response header too large")
+	errInterim       = errors.New("engine: too many interim (1xx) upstream responses")
+	errUnexpected101 = errors.New("engine: upstream switched protocols unasked")
+	errBadChunk      = errors.New("engine: malformed chunked upstream body")
 )
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
