@@ -210,7 +210,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 		MaxResponseBodySize:           256 << 20,
 		Dial:                          cfg.Dial,
 		DisableHeaderNamesNormalizing: true,
-		RetryIf:                       func(*fasthttp.Request) bool { return false },
+		RetryIfErr:                    func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		StreamResponseBody:            cfg.Stream,
 	}
 	defer hc.CloseIdleConnections()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -188,5 +187,3 @@ func settleStats(ctx context.Context, addr string, quiet, max time.Duration) (Or
 	}
 	return last, nil
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -109,7 +109,7 @@ func loadConfig(path string, w io.Writer) (*engine.Config, error) {
 		for _, p := range ce.Problems {
 			fmt.Fprintf(w, "error: %s\n", p)
 		}
-		return nil, fmt.Errorf("%s: invalid config (%d problems)", path, len(ce.Problems))
+		return nil, fmt.Errorf("%s: invalid config (%s)", path, plural(len(ce.Problems), "problem"))
 	}
 	if err != nil {
 		return nil, err
@@ -280,4 +280,12 @@ func serve(c *ucli.Context) error {
 	eng.Close(ctx)
 	log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond).String())
 	return runErr
+}
+
+// plural writes "1 problem", "2 problems".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -123,11 +123,11 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes, defaults and validates a config document. On failure
 // the error is a *ConfigError listing every problem found.
 func ParseConfig(src []byte) (*Config, error) {
-	root, clean, err := parseJSONC(src)
+	root, err := parseJSONC(src)
 	if err != nil {
 		return nil, &ConfigError{Problems: []string{err.Error()}}
 	}
-	l := &loader{src: clean}
+	l := &loader{src: src}
 	cfg := l.load(root)
 	if len(l.errs) > 0 {
 		return nil, &ConfigError{Problems: l.errs, Warnings: l.warns}

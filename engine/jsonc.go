@@ -4,19 +4,17 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
-	json "github.com/goccy/go-json"
+	"github.com/tailscale/hujson"
 )
 
 // The config loader reads VKProxy's appsettings-style JSON, which allows
 // // and /* */ comments and trailing commas (the seeds' examples use both).
-// It strips those in place (keeping every byte offset, so errors keep their
-// line:col), then walks the document with goccy/go-json's tokenizer into a
-// small ordered tree that remembers where each value starts. The tree lets
-// the loader detect duplicate keys, match keys case-insensitively and name
-// every problem by JSON path and position.
+// tailscale/hujson parses that dialect into a syntax tree that keeps every
+// value's byte offset; the loader turns it into a small ordered tree of its
+// own (jnode) that lets it detect duplicate keys, match keys
+// case-insensitively and name every problem by JSON path and line:col.
 
 type jkind uint8
 
@@ -44,57 +42,6 @@ type jnode struct {
 	items []*jnode // array items
 }
 
-// stripJSONC blanks out comments and trailing commas, keeping offsets.
-func stripJSONC(src []byte) []byte {
-	b := bytes.Clone(src)
-	inStr := false
-	lastComma := -1 // offset of a comma that may turn out to be trailing
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if inStr {
-			switch c {
-			case '\\':
-				i++
-			case '"':
-				inStr = false
-			}
-			continue
-		}
-		switch {
-		case c == '"':
-			inStr = true
-			lastComma = -1
-		case c == '/' && i+1 < len(b) && b[i+1] == '/':
-			for ; i < len(b) && b[i] != '\n'; i++ {
-				b[i] = ' '
-			}
-		case c == '/' && i+1 < len(b) && b[i+1] == '*':
-			end := bytes.Index(b[i+2:], []byte("*/"))
-			stop := len(b)
-			if end >= 0 {
-				stop = i + 2 + end + 2
-			}
-			for ; i < stop; i++ {
-				if b[i] != '\n' && b[i] != '\r' {
-					b[i] = ' '
-				}
-			}
-			i--
-		case c == ',':
-			lastComma = i
-		case c == '}' || c == ']':
-			if lastComma >= 0 {
-				b[lastComma] = ' '
-			}
-			lastComma = -1
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-		default:
-			lastComma = -1
-		}
-	}
-	return b
-}
-
 // lineCol turns a byte offset into 1-based line and column.
 func lineCol(src []byte, off int) (int, int) {
 	if off > len(src) {
@@ -108,125 +55,55 @@ func lineCol(src []byte, off int) (int, int) {
 	return line, col
 }
 
-type jparser struct {
-	src []byte
-	dec *json.Decoder
-}
-
 // parseJSONC parses a whole document. Syntax errors carry line:col.
-func parseJSONC(src []byte) (*jnode, []byte, error) {
-	clean := stripJSONC(src)
-	if len(bytes.TrimSpace(clean)) == 0 {
-		return nil, clean, errors.New("config is empty")
+func parseJSONC(src []byte) (*jnode, error) {
+	if len(bytes.TrimSpace(src)) == 0 {
+		return nil, errors.New("config is empty")
 	}
-	p := &jparser{src: clean, dec: json.NewDecoder(bytes.NewReader(clean))}
-	p.dec.UseNumber()
-	n, err := p.value()
+	v, err := hujson.Parse(src)
 	if err != nil {
-		return nil, clean, err
-	}
-	if _, err := p.dec.Token(); err != io.EOF {
-		l, c := lineCol(clean, p.start())
-		return nil, clean, fmt.Errorf("%d:%d: unexpected data after the top-level value", l, c)
-	}
-	return n, clean, nil
-}
-
-// start is the offset where the next token begins.
-func (p *jparser) start() int {
-	i := int(p.dec.InputOffset())
-	for i < len(p.src) {
-		switch p.src[i] {
-		case ' ', '\t', '\n', '\r', ':', ',':
-			i++
-			continue
+		// "hujson: line 3, column 5: invalid character ..."
+		msg := strings.TrimPrefix(err.Error(), "hujson: ")
+		if strings.HasPrefix(msg, "line ") {
+			var l, c int
+			if _, serr := fmt.Sscanf(msg, "line %d, column %d:", &l, &c); serr == nil {
+				_, rest, _ := strings.Cut(msg, ": ")
+				return nil, fmt.Errorf("%d:%d: invalid JSON: %s", l, c, rest)
+			}
 		}
-		break
+		return nil, fmt.Errorf("invalid JSON: %s", msg)
 	}
-	return i
+	return fromHuJSON(&v), nil
 }
 
-func (p *jparser) syntax(err error) error {
-	var se *json.SyntaxError
-	off := p.start()
-	if errors.As(err, &se) {
-		off = int(se.Offset)
-	}
-	l, c := lineCol(p.src, off)
-	msg := err.Error()
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
-		msg = "unexpected end of input"
-	}
-	return fmt.Errorf("%d:%d: invalid JSON: %s", l, c, strings.TrimPrefix(msg, "json: "))
-}
-
-func (p *jparser) value() (*jnode, error) {
-	off := p.start()
-	tok, err := p.dec.Token()
-	if err != nil {
-		return nil, p.syntax(err)
-	}
-	return p.fromToken(tok, off)
-}
-
-func (p *jparser) fromToken(tok json.Token, off int) (*jnode, error) {
-	n := &jnode{off: off}
-	switch t := tok.(type) {
-	case nil:
-		n.kind = jNull
-	case bool:
-		n.kind, n.b = jBool, t
-	case json.Number:
-		n.kind, n.text = jNumber, string(t)
-	case float64:
-		n.kind, n.text = jNumber, fmt.Sprint(t)
-	case string:
-		n.kind, n.text = jString, t
-	case json.Delim:
-		switch t {
-		case '{':
-			n.kind = jObject
-			for p.dec.More() {
-				koff := p.start()
-				kt, err := p.dec.Token()
-				if err != nil {
-					return nil, p.syntax(err)
-				}
-				k, ok := kt.(string)
-				if !ok {
-					l, c := lineCol(p.src, koff)
-					return nil, fmt.Errorf("%d:%d: invalid JSON: object key must be a string", l, c)
-				}
-				v, err := p.value()
-				if err != nil {
-					return nil, err
-				}
-				n.keys = append(n.keys, k)
-				n.koffs = append(n.koffs, koff)
-				n.vals = append(n.vals, v)
-			}
-			if _, err := p.dec.Token(); err != nil {
-				return nil, p.syntax(err)
-			}
-		case '[':
-			n.kind = jArray
-			for p.dec.More() {
-				v, err := p.value()
-				if err != nil {
-					return nil, err
-				}
-				n.items = append(n.items, v)
-			}
-			if _, err := p.dec.Token(); err != nil {
-				return nil, p.syntax(err)
-			}
+func fromHuJSON(v *hujson.Value) *jnode {
+	n := &jnode{off: v.StartOffset}
+	switch t := v.Value.(type) {
+	case hujson.Literal:
+		switch t.Kind() {
+		case 'n':
+			n.kind = jNull
+		case 't', 'f':
+			n.kind, n.b = jBool, t.Bool()
+		case '"':
+			n.kind, n.text = jString, t.String()
 		default:
-			l, c := lineCol(p.src, off)
-			return nil, fmt.Errorf("%d:%d: invalid JSON: unexpected %q", l, c, string(t))
+			n.kind, n.text = jNumber, string(t)
 		}
-	default:
-		l, c := lineCol(p.src, off)
-		return nil, fmt.Errorf("%d:%d: invalid JSON: unexpected token", l, c)
+	case *hujson.Object:
+		n.kind = jObject
+		for i := range t.Members {
+			m := &t.Members[i]
+			key, _ := m.Name.Value.(hujson.Literal)
+			n.keys = append(n.keys, key.String())
+			n.koffs = append(n.koffs, m.Name.StartOffset)
+			n.vals = append(n.vals, fromHuJSON(&m.Value))
+		}
+	case *hujson.Array:
+		n.kind = jArray
+		for i := range t.Elements {
+			n.items = append(n.items, fromHuJSON(&t.Elements[i]))
+		}
 	}
-	return n, nil
+	return n
 }

@@ -39,7 +39,6 @@ type entry struct {
 	path     string // lower-cased; prefix without its '*'
 	seq      int    // position of this pattern among the route's, for stable ties
 	methods  []string
-	hostSpec int // for sorting: exact 3, suffix 2, any 1
 }
 
 func (e *entry) matchPath(p []byte) bool {
