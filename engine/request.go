@@ -159,30 +159,6 @@ func checkRequest(h *fasthttp.RequestHeader) error {
 	return nil
 }
 
-// tokenChars marks the bytes allowed in a header name (RFC 9110 tchar).
-var tokenChars = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func isTokenBytes(b []byte) bool {
-	for _, c := range b {
-		if !tokenChars[c] {
-			return false
-		}
-	}
-	return true
-}
-
 // startBody sets up x.body from what fasthttp read (the server streams
 // request bodies: it reads at most a few KiB of one before the handler).
 func (x *exchange) startBody() {

@@ -405,19 +405,6 @@ func checkPathPattern(p string) error {
 	return nil
 }
 
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // destAddr is a parsed destination Address.
 type destAddr struct {
 	tls  bool
