@@ -34,7 +34,7 @@ func BenchmarkPick(b *testing.B) {
 		b.Run(fmtType(p), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				p.Pick(ctx, d)
+				p.Pick(&ctx.Request, d)
 			}
 		})
 	}

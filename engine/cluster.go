@@ -1,21 +1,29 @@
 package engine
 
 import (
+	"sync/atomic"
+
 	"github.com/valyala/fasthttp"
 )
 
 // Destination is one configured destination of a cluster in one snapshot.
 type Destination struct {
-	Address   string // as configured
-	host      string // Host header to send; "" keeps the client's
-	authority string // the address's host[:port], the Host of a request that had none
-	base      []byte // path prefix, no trailing '/'
-	tls       bool
-	up        *upstream // connection pool, shared by every snapshot naming the address
+	Address   string     // as configured
+	host      string     // Host header to send; "" keeps the client's
+	authority string     // the address's host[:port], the Host of a request that had none
+	base      []byte     // path prefix, no trailing '/'
+	up        *upstream  // connection pool, shared by every snapshot naming the address and options
+	hs        *hostState // the address's live state, shared likewise
 }
 
 // Inflight is the number of requests this destination's address is serving.
-func (d *Destination) Inflight() int64 { return d.up.inflight.Load() }
+func (d *Destination) Inflight() int64 { return d.hs.inflight.Load() }
+
+// Available reports whether the destination may take requests: the one
+// place every policy's pick and the mirror consult. Health checks mark an
+// address down (registry.go); the mirror's breaker is a further, per-route
+// source of "down" for copies (mirror_breaker.go).
+func (d *Destination) Available() bool { return !d.hs.down.Load() }
 
 // Cluster is a set of destinations and the policy that picks among them.
 type Cluster struct {
@@ -24,27 +32,59 @@ type Cluster struct {
 	dests       []*Destination
 	mirrorDests []*Destination // same addresses on mirror-only pools; nil unless a route mirrors here
 	picker      Picker
+
+	// The destinations available now, remade when the registry's
+	// generation moves (an address's availability changed).
+	gen   *atomic.Uint64
+	avail atomic.Pointer[availList]
 }
 
-// Pick returns a destination for ctx, or nil when the cluster has none
-// available (the caller answers 503).
-func (c *Cluster) Pick(ctx *fasthttp.RequestCtx) *Destination {
-	switch len(c.dests) {
+type availList struct {
+	gen   uint64
+	dests []*Destination
+}
+
+// available returns the cluster's available destinations. The list is
+// remade only after some address's availability changed.
+func (c *Cluster) available() []*Destination {
+	g := c.gen.Load()
+	if a := c.avail.Load(); a != nil && a.gen == g {
+		return a.dests
+	}
+	a := &availList{gen: g, dests: make([]*Destination, 0, len(c.dests))}
+	for _, d := range c.dests {
+		if d.Available() {
+			a.dests = append(a.dests, d)
+		}
+	}
+	c.avail.Store(a)
+	return a.dests
+}
+
+// Pick returns a destination for req among the available ones, or nil when
+// none is (the caller answers 503).
+func (c *Cluster) Pick(req *fasthttp.Request) *Destination {
+	ds := c.available()
+	switch len(ds) {
 	case 0:
 		return nil
 	case 1:
-		return c.dests[0]
+		return ds[0]
 	}
-	return c.picker.Pick(ctx, c.dests)
+	return c.picker.Pick(req, ds)
 }
 
-// next returns the destination after d in the cluster's list (d itself
-// when it is the only one): where a failed attempt is retried.
+// next returns the available destination after d in the cluster's list (d
+// itself when there is no other): where a failed attempt is retried.
 func (c *Cluster) next(d *Destination) *Destination {
-	for i, x := range c.dests {
+	ds := c.available()
+	for i, x := range ds {
 		if x == d {
-			return c.dests[(i+1)%len(c.dests)]
+			return ds[(i+1)%len(ds)]
 		}
+	}
+	if len(ds) > 0 {
+		return ds[0]
 	}
 	return d
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -20,8 +21,21 @@ type Config struct {
 	Routes []*RouteConfig
 	// Clusters by lower-cased id: ids are case-insensitive, as in VKProxy.
 	Clusters map[string]*ClusterConfig
-	// Warnings name keys vkp accepts but does not act on yet.
+	// Warnings name keys vkp accepts but does not act on yet, and the like.
 	Warnings []string
+
+	src []byte         // the document, for line:col
+	pos map[string]int // lower-cased JSON path → offset of its value
+}
+
+// at returns " (line L, col C)" for a JSON path the document has, else "".
+func (c *Config) at(path string) string {
+	off, ok := c.pos[strings.ToLower(path)]
+	if !ok || c.src == nil {
+		return ""
+	}
+	line, col := lineCol(c.src, off)
+	return fmt.Sprintf(" (line %d, col %d)", line, col)
 }
 
 // ListenConfig is one "Listen.<id>" entry.
@@ -43,6 +57,7 @@ type RouteConfig struct {
 	Methods   []string // upper-cased; empty means any method
 	Statement string
 	Metadata  Metadata
+	metaKeys  []string // Metadata's keys as written, in document order
 }
 
 // ClusterConfig is one "ReverseProxy.Clusters.<id>" entry.
@@ -120,19 +135,32 @@ func LoadConfig(path string) (*Config, error) {
 	return ParseConfig(src)
 }
 
-// ParseConfig decodes, defaults and validates a config document. On failure
-// the error is a *ConfigError listing every problem found.
+// ParseConfig decodes a config document, fills in defaults and compiles it
+// as serve would (against a scratch registry: nothing is opened). On
+// failure the error is a *ConfigError listing every problem found, each
+// once.
 func ParseConfig(src []byte) (*Config, error) {
 	root, err := parseJSONC(src)
 	if err != nil {
 		return nil, &ConfigError{Problems: []string{err.Error()}}
 	}
-	l := &loader{src: src}
+	l := &loader{src: src, pos: map[string]int{}}
 	cfg := l.load(root)
-	if len(l.errs) > 0 {
-		return nil, &ConfigError{Problems: l.errs, Warnings: l.warns}
+	cfg.src, cfg.pos = src, l.pos
+	// Compiled even when decoding found problems, on what it could read,
+	// so that one run reports them all.
+	opts := Options{}
+	opts.fill()
+	_, warns, err := compile(cfg, newRegistry(&opts), &opts)
+	cfg.Warnings = append(l.warns, warns...)
+	problems := l.errs
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		problems = append(problems, ce.Problems...)
 	}
-	cfg.Warnings = l.warns
+	if len(problems) > 0 {
+		return nil, &ConfigError{Problems: problems, Warnings: cfg.Warnings}
+	}
 	return cfg, nil
 }
 
@@ -154,6 +182,7 @@ type loader struct {
 	src   []byte
 	errs  []string
 	warns []string
+	pos   map[string]int // lower-cased JSON path → value offset
 }
 
 func (l *loader) at(n *jnode) string {
@@ -215,7 +244,9 @@ func (o *obj) get(key string) (*jnode, string) {
 	for i, k := range o.n.keys {
 		if strings.EqualFold(k, key) {
 			o.used[i] = true
-			return o.n.vals[i], join(o.path, key)
+			p := join(o.path, key)
+			o.l.pos[strings.ToLower(p)] = o.n.vals[i].off
+			return o.n.vals[i], p
 		}
 	}
 	return nil, join(o.path, key)
@@ -228,7 +259,9 @@ func (o *obj) each(fn func(key, path string, v *jnode)) {
 	}
 	for i, k := range o.n.keys {
 		o.used[i] = true
-		fn(k, join(o.path, k), o.n.vals[i])
+		p := join(o.path, k)
+		o.l.pos[strings.ToLower(p)] = o.n.vals[i].off
+		fn(k, p, o.n.vals[i])
 	}
 }
 
@@ -401,22 +434,26 @@ func (o *obj) strs(key string) []string {
 	return out
 }
 
-func (o *obj) metadata(key string) Metadata {
+// metadata reads a Metadata dictionary; it also returns the keys as
+// written, in document order.
+func (o *obj) metadata(key string) (Metadata, []string) {
 	if o == nil {
-		return Metadata{}
+		return Metadata{}, nil
 	}
 	n, path := o.get(key)
 	m := o.l.object(path, n)
 	if m == nil {
-		return Metadata{}
+		return Metadata{}, nil
 	}
 	md := make(Metadata, len(m.n.keys))
+	var keys []string
 	m.each(func(k, p string, v *jnode) {
 		if s, ok := o.l.asString(p, v); ok {
 			md[strings.ToLower(k)] = s
+			keys = append(keys, k)
 		}
 	})
-	return md
+	return md, keys
 }
 
 // sortedIDs returns dictionary keys sorted case-insensitively.

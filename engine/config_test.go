@@ -170,17 +170,20 @@ func TestConfigErrorPositions(t *testing.T) {
 func TestConfigWarnings(t *testing.T) {
 	cfg := mustConfig(t, `{"ReverseProxy": {
 		"Sni": {},
-		"Routes": {"r": {"ClusterId": "c", "Transforms": [], "Metadata": {"MirrorCluster": "c", "mine": "x"}}},
+		"Routes": {"r": {"ClusterId": "c", "Transforms": [], "Metadata": {"MirrorCluster": "c", "mine": "x",
+			"waf_sqli": "Path ~= 'union'", "home_Content": "hi", "OnlyHttps": "true", "Cache": "Memory"}}},
 		"Clusters": {"c": {"HttpRequest": {"Version": "2"}, "Destinations": [{"Address": "a:1"}]}}}}`)
 	all := strings.Join(cfg.Warnings, "\n")
 	for _, w := range []string{"ReverseProxy.Sni: not implemented", "ReverseProxy.Routes.r.Transforms: not implemented",
-		"ReverseProxy.Clusters.c.HttpRequest: not implemented"} {
+		"ReverseProxy.Clusters.c.HttpRequest: not implemented",
+		"Metadata.waf_sqli: not implemented", "Metadata.home_Content: not implemented", "Metadata.OnlyHttps: not implemented",
+		"Metadata.Cache: not implemented"} {
 		if !strings.Contains(all, w) {
 			t.Errorf("warnings %q lack %q", all, w)
 		}
 	}
-	if strings.Contains(all, "mine") {
-		t.Errorf("user metadata keys are free-form and must not warn: %q", all)
+	if strings.Contains(all, "mine") || strings.Contains(all, "MirrorCluster") {
+		t.Errorf("user metadata keys are free-form, and stages' keys are implemented: neither may warn: %q", all)
 	}
 }
 

@@ -2,11 +2,9 @@ package engine
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +55,9 @@ type Options struct {
 	// forwarded, when BodyMemory allows; larger ones stream. Default
 	// DefaultBodyBuffer; negative: stream every body no stage needs.
 	BodyBuffer int
+	// Clock replaces the monotonic clock (nanoseconds) of the mirror's
+	// breakers and, later, health checks (tests). Default monoNow.
+	Clock func() int64
 }
 
 // Defaults of Options' limits and timeouts (README, "Limits and timeouts").
@@ -83,8 +84,8 @@ type Engine struct {
 	log     *slog.Logger
 	current atomic.Pointer[Snapshot]
 
-	mu        sync.Mutex           // guards upstreams; taken only when building snapshots
-	upstreams map[string]*upstream // by address key, shared across snapshots
+	applyMu sync.Mutex // one Apply at a time
+	reg     *registry  // pools and per-address state, shared across snapshots
 
 	mirror  *mirrorer
 	bodyMem atomic.Int64 // request body bytes held (Options.BodyMemory)
@@ -99,10 +100,13 @@ type Snapshot struct {
 	Router   *Router
 	Routes   []*Route
 	Clusters map[string]*Cluster // by lower-cased id
-	Built    time.Time
 	// readsBody: some route's Statement looks at Form fields, so request
 	// bodies are read before routing.
 	readsBody bool
+	// What the snapshot uses in the registry: retired when a snapshot
+	// that does not use them replaces this one.
+	pools []*upstream
+	hosts []*hostState
 }
 
 // Route is a compiled route: its matcher parts and its handler chain.
@@ -112,25 +116,11 @@ type Route struct {
 	cluster *Cluster
 	timeout time.Duration
 	match   func(*fasthttp.RequestCtx) bool // Statement; nil accepts all
-	mirror  *routeMirror                    // nil: not mirrored
 	handler handler
 }
 
-// handler is one stage of a route, or the whole composed chain.
-type handler func(x *exchange)
-
-// Config returns the route's configuration (read-only).
-func (r *Route) Config() *RouteConfig { return r.cfg }
-
-// Cluster returns the cluster the route forwards to.
-func (r *Route) Cluster() *Cluster { return r.cluster }
-
-func (r *Route) accepts(ctx *fasthttp.RequestCtx) bool {
-	return r.match == nil || r.match(ctx)
-}
-
-// New builds an engine serving cfg.
-func New(cfg *Config, opts Options) (*Engine, error) {
+// fill sets the defaults of the options left zero.
+func (opts *Options) fill() {
 	if opts.MaxRequestBodySize <= 0 {
 		opts.MaxRequestBodySize = DefaultMaxRequestBodySize
 	}
@@ -164,7 +154,16 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 			*t.v = t.def
 		}
 	}
-	e := &Engine{opts: opts, log: opts.Logger, upstreams: map[string]*upstream{}, stop: make(chan struct{})}
+	if opts.Clock == nil {
+		opts.Clock = monoNow
+	}
+}
+
+// New builds an engine serving cfg.
+func New(cfg *Config, opts Options) (*Engine, error) {
+	opts.fill()
+	e := &Engine{opts: opts, log: opts.Logger, stop: make(chan struct{})}
+	e.reg = newRegistry(&e.opts)
 	e.mirror = newMirrorer(opts, opts.Logger)
 	if err := e.Apply(cfg); err != nil {
 		return nil, err
@@ -185,15 +184,7 @@ func (e *Engine) janitor() {
 			return
 		case <-t.C:
 			now := monoNow()
-			e.mu.Lock()
-			ups := make([]*upstream, 0, len(e.upstreams))
-			for _, u := range e.upstreams {
-				ups = append(ups, u)
-			}
-			e.mu.Unlock()
-			for _, u := range ups {
-				u.sweep(now)
-			}
+			e.reg.each(func(u *upstream) { u.sweep(now) })
 		}
 	}
 }
@@ -202,114 +193,20 @@ func (e *Engine) janitor() {
 func (e *Engine) Current() *Snapshot { return e.current.Load() }
 
 // Apply compiles cfg into a new snapshot and swaps it in. In-flight requests
-// finish on the snapshot they started with. On error nothing changes.
+// finish on the snapshot they started with; pools and per-address state
+// only the old snapshot used are retired (registry.go). On error nothing
+// changes and the error is a *ConfigError.
 func (e *Engine) Apply(cfg *Config) error {
-	s, err := e.build(cfg)
+	e.applyMu.Lock()
+	defer e.applyMu.Unlock()
+	s, _, err := compile(cfg, e.reg, &e.opts)
 	if err != nil {
+		e.reg.retire(s, e.current.Load()) // what this build alone registered
 		return err
 	}
-	e.current.Store(s)
+	old := e.current.Swap(s)
+	e.reg.retire(old, s)
 	return nil
-}
-
-func (e *Engine) build(cfg *Config) (*Snapshot, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	s := &Snapshot{Config: cfg, Clusters: map[string]*Cluster{}, Built: time.Now()}
-	for key, cc := range cfg.Clusters {
-		c := &Cluster{ID: cc.ID, cfg: cc, picker: newPicker(cc, e.opts.Rand)}
-		dests, err := e.destinations(cc, false)
-		if err != nil {
-			return nil, err
-		}
-		c.dests = dests
-		s.Clusters[key] = c
-	}
-	for _, rc := range cfg.Routes {
-		r := &Route{ID: rc.ID, cfg: rc, timeout: rc.Timeout, cluster: s.Clusters[strings.ToLower(rc.ClusterID)]}
-		if r.cluster == nil {
-			return nil, fmt.Errorf("ReverseProxy.Routes.%s.ClusterId: cluster %q is not defined", rc.ID, rc.ClusterID)
-		}
-		m, err := compileStatement(rc)
-		if err != nil {
-			return nil, err
-		}
-		if m != nil {
-			r.match = m.Eval
-			s.readsBody = s.readsBody || m.ReadsBody()
-		}
-		r.mirror, err = compileMirror(rc, func(id string) *Cluster { return s.Clusters[strings.ToLower(id)] })
-		if err != nil {
-			return nil, err
-		}
-		if r.mirror != nil {
-			r.mirror.routeID = rc.ID
-			for _, c := range r.mirror.clusters {
-				if c.mirrorDests == nil {
-					if c.mirrorDests, err = e.destinations(c.cfg, true); err != nil {
-						return nil, err
-					}
-				}
-				r.mirror.brks = append(r.mirror.brks, make([]breaker, len(c.mirrorDests)))
-			}
-		}
-		r.handler = e.chain(r)
-		s.Routes = append(s.Routes, r)
-	}
-	s.Router = newRouter(s.Routes)
-	return s, nil
-}
-
-// destinations builds a cluster's destinations on the shared pools; mirror
-// destinations get pools of their own (see upstreamFor).
-func (e *Engine) destinations(cc *ClusterConfig, mirror bool) ([]*Destination, error) {
-	var out []*Destination
-	for _, dc := range cc.Destinations {
-		da, err := parseDestination(dc.Address)
-		if err != nil {
-			return nil, fmt.Errorf("ReverseProxy.Clusters.%s: %w", cc.ID, err)
-		}
-		out = append(out, &Destination{
-			Address:   dc.Address,
-			host:      dc.Host,
-			authority: da.host,
-			base:      []byte(da.base),
-			tls:       da.tls,
-			up:        e.upstreamFor(da, cc, mirror),
-		})
-	}
-	return out, nil
-}
-
-// upstreamFor returns the shared pool for an address, creating it once.
-// Mirror copies never use the main traffic's pools: a slow shadow that
-// shares an address with a main cluster must not take the connections the
-// real requests need. A mirror pool allows as many connections as the
-// mirror's in-flight limit.
-func (e *Engine) upstreamFor(d destAddr, cc *ClusterConfig, mirror bool) *upstream {
-	key := fmt.Sprintf("%t|%t|%s|%t|%d", mirror, d.tls, d.addr, cc.InsecureSkipVerify, cc.MaxConnectionsPerServer)
-	if u := e.upstreams[key]; u != nil {
-		return u
-	}
-	maxConns := cc.MaxConnectionsPerServer
-	if mirror {
-		maxConns = e.opts.MirrorInflight
-	}
-	var tc *tls.Config
-	if d.tls {
-		host, _, _ := splitHostPortLoose(d.addr)
-		tc = &tls.Config{ServerName: host, InsecureSkipVerify: cc.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in via DangerousAcceptAnyServerCertificate
-	}
-	u := newUpstream(key, "tcp", d.addr, tc, maxConns, e.opts.Dial)
-	u.mirror = mirror
-	e.upstreams[key] = u
-	return u
-}
-
-// chain composes the route's stages, outermost first. A stage that the route
-// does not configure returns next unchanged and costs nothing.
-func (e *Engine) chain(r *Route) handler {
-	return e.mirrorStage(r, e.forward)
 }
 
 // MirrorStats returns the mirror counters.
@@ -334,11 +231,7 @@ func (e *Engine) Close(ctx context.Context) {
 		close(e.stop)
 	}
 	e.stopped.Wait()
-	e.mu.Lock()
-	for _, u := range e.upstreams {
-		u.close()
-	}
-	e.mu.Unlock()
+	e.reg.retire(e.current.Load(), nil)
 }
 
 // Handle serves one request: check what the client sent, match a route on

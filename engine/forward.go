@@ -35,7 +35,7 @@ var (
 // before reuse finds it and a new connection is used (upstream.go).
 func (e *Engine) forward(x *exchange) {
 	ctx, r := x.ctx, x.route
-	d := r.cluster.Pick(ctx)
+	d := r.cluster.Pick(&ctx.Request)
 	if d == nil {
 		e.fail(x, ErrNoDestination, nil)
 		return

@@ -8,11 +8,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Picker chooses one destination for a request. dests is never empty.
-// Implementations keep their state in atomics (no locks on the pick path) and
-// allocate nothing.
+// Picker chooses one destination for a request among dests (never empty:
+// the cluster's available destinations). Implementations keep their state
+// in atomics (no locks on the pick path) and allocate nothing. They see the
+// request, not a server context: mirror copies are picked with the same
+// policies.
 type Picker interface {
-	Pick(ctx *fasthttp.RequestCtx, dests []*Destination) *Destination
+	Pick(req *fasthttp.Request, dests []*Destination) *Destination
 }
 
 var (
@@ -31,14 +33,14 @@ func defaultIntN(n int) int { return rand.IntN(n) }
 // RandomPicker picks uniformly.
 type RandomPicker struct{ Rand IntN }
 
-func (p *RandomPicker) Pick(_ *fasthttp.RequestCtx, d []*Destination) *Destination {
+func (p *RandomPicker) Pick(_ *fasthttp.Request, d []*Destination) *Destination {
 	return d[p.Rand(len(d))]
 }
 
 // RoundRobinPicker cycles through destinations; one counter per cluster.
 type RoundRobinPicker struct{ next atomic.Uint64 }
 
-func (p *RoundRobinPicker) Pick(_ *fasthttp.RequestCtx, d []*Destination) *Destination {
+func (p *RoundRobinPicker) Pick(_ *fasthttp.Request, d []*Destination) *Destination {
 	return d[(p.next.Add(1)-1)%uint64(len(d))]
 }
 
@@ -46,7 +48,7 @@ func (p *RoundRobinPicker) Pick(_ *fasthttp.RequestCtx, d []*Destination) *Desti
 // flight; the first one wins ties (as VKProxy does).
 type LeastRequestsPicker struct{}
 
-func (LeastRequestsPicker) Pick(_ *fasthttp.RequestCtx, d []*Destination) *Destination {
+func (LeastRequestsPicker) Pick(_ *fasthttp.Request, d []*Destination) *Destination {
 	best := d[0]
 	bestN := best.Inflight()
 	for _, x := range d[1:] {
@@ -61,7 +63,7 @@ func (LeastRequestsPicker) Pick(_ *fasthttp.RequestCtx, d []*Destination) *Desti
 // (the first drawn on a tie).
 type P2CPicker struct{ Rand IntN }
 
-func (p *P2CPicker) Pick(_ *fasthttp.RequestCtx, d []*Destination) *Destination {
+func (p *P2CPicker) Pick(_ *fasthttp.Request, d []*Destination) *Destination {
 	if len(d) == 1 {
 		return d[0]
 	}
@@ -97,15 +99,15 @@ type HashPicker struct {
 	Rand IntN
 }
 
-func (p *HashPicker) Pick(ctx *fasthttp.RequestCtx, d []*Destination) *Destination {
+func (p *HashPicker) Pick(req *fasthttp.Request, d []*Destination) *Destination {
 	var v []byte
 	switch p.By {
 	case HashByHeader:
-		v = ctx.Request.Header.Peek(p.Key)
+		v = req.Header.Peek(p.Key)
 	case HashByCookie:
-		v = ctx.Request.Header.Cookie(p.Key)
+		v = req.Header.Cookie(p.Key)
 	case HashByQuery:
-		v = ctx.QueryArgs().Peek(p.Key)
+		v = req.URI().QueryArgs().Peek(p.Key)
 	}
 	if len(v) == 0 {
 		return d[p.Rand(len(d))]

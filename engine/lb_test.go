@@ -3,13 +3,14 @@ package engine
 import (
 	"fmt"
 	"math"
+	"sync/atomic"
 	"testing"
 )
 
 func testDests(n int) []*Destination {
 	d := make([]*Destination, n)
 	for i := range d {
-		d[i] = &Destination{Address: fmt.Sprintf("d%d", i), up: &upstream{}}
+		d[i] = &Destination{Address: fmt.Sprintf("d%d", i), up: &upstream{}, hs: &hostState{}}
 	}
 	return d
 }
@@ -23,7 +24,7 @@ func seq(vals ...int) IntN {
 func counts(p Picker, d []*Destination, n int, hdr ...string) map[string]int {
 	m := map[string]int{}
 	for i := 0; i < n; i++ {
-		m[p.Pick(reqCtx("GET", "h", "/?k=v", hdr...), d).Address]++
+		m[p.Pick(&reqCtx("GET", "h", "/?k=v", hdr...).Request, d).Address]++
 	}
 	return m
 }
@@ -52,13 +53,13 @@ func TestRandomIsUniform(t *testing.T) {
 
 func TestLeastRequests(t *testing.T) {
 	d := testDests(3)
-	d[0].up.inflight.Store(5)
-	d[1].up.inflight.Store(2)
-	d[2].up.inflight.Store(2)
+	d[0].hs.inflight.Store(5)
+	d[1].hs.inflight.Store(2)
+	d[2].hs.inflight.Store(2)
 	if got := (LeastRequestsPicker{}).Pick(nil, d); got != d[1] {
 		t.Fatalf("picked %s, want d1 (fewest in flight, first on tie)", got.Address)
 	}
-	d[2].up.inflight.Store(0)
+	d[2].hs.inflight.Store(0)
 	if got := (LeastRequestsPicker{}).Pick(nil, d); got != d[2] {
 		t.Fatalf("picked %s, want d2", got.Address)
 	}
@@ -66,14 +67,14 @@ func TestLeastRequests(t *testing.T) {
 
 func TestP2C(t *testing.T) {
 	d := testDests(3)
-	d[0].up.inflight.Store(9)
+	d[0].hs.inflight.Store(9)
 	// Draws 0 then 0 → second index is shifted past the first: {d0, d1}.
 	if got := (&P2CPicker{Rand: seq(0, 0)}).Pick(nil, d); got != d[1] {
 		t.Fatalf("picked %s, want the less loaded d1 of {d0, d1}", got.Address)
 	}
 	// Two distinct choices always: with 2 destinations both are compared.
 	two := testDests(2)
-	two[1].up.inflight.Store(1)
+	two[1].hs.inflight.Store(1)
 	for i := 0; i < 50; i++ {
 		if got := (&P2CPicker{Rand: defaultIntN}).Pick(nil, two); got != two[0] {
 			t.Fatalf("picked the busier destination")
@@ -110,14 +111,14 @@ func TestHashSticky(t *testing.T) {
 	p := &HashPicker{By: HashByHeader, Key: "X-User", Rand: defaultIntN}
 	seen := map[string]bool{}
 	for i := 0; i < 200; i++ {
-		seen[p.Pick(reqCtx("GET", "h", "/", "X-User", fmt.Sprint("user", i)), d).Address] = true
+		seen[p.Pick(&reqCtx("GET", "h", "/", "X-User", fmt.Sprint("user", i)).Request, d).Address] = true
 	}
 	if len(seen) != 5 {
 		t.Fatalf("200 keys reached only %d of 5 destinations", len(seen))
 	}
 	// Case-insensitive hashing: the same key in another case lands on the same destination.
-	a := p.Pick(reqCtx("GET", "h", "/", "X-User", "Alice"), d)
-	b := p.Pick(reqCtx("GET", "h", "/", "X-User", "ALICE"), d)
+	a := p.Pick(&reqCtx("GET", "h", "/", "X-User", "Alice").Request, d)
+	b := p.Pick(&reqCtx("GET", "h", "/", "X-User", "ALICE").Request, d)
 	if a != b {
 		t.Fatalf("Alice → %s, ALICE → %s", a.Address, b.Address)
 	}
@@ -138,13 +139,21 @@ func TestHashMissingKeyFallsBackToRandom(t *testing.T) {
 }
 
 func TestClusterPickEdgeCases(t *testing.T) {
-	if (&Cluster{}).Pick(nil) != nil {
+	var gen atomic.Uint64
+	if (&Cluster{gen: &gen}).Pick(nil) != nil {
 		t.Fatal("empty cluster picked something")
 	}
-	d := testDests(1)
-	c := &Cluster{dests: d, picker: &HashPicker{Rand: func(int) int { t.Fatal("policy ran for one destination"); return 0 }}}
-	if c.Pick(reqCtx("GET", "h", "/")) != d[0] {
-		t.Fatal("single destination not returned")
+	d := testDests(2)
+	c := &Cluster{dests: d, gen: &gen, picker: &HashPicker{Rand: func(int) int { t.Fatal("policy ran for one destination"); return 0 }}}
+	d[1].hs.down.Store(true)
+	gen.Add(1)
+	if c.Pick(&reqCtx("GET", "h", "/").Request) != d[0] {
+		t.Fatal("the one available destination not returned")
+	}
+	d[0].hs.down.Store(true)
+	gen.Add(1)
+	if c.Pick(&reqCtx("GET", "h", "/").Request) != nil {
+		t.Fatal("a destination picked while none is available")
 	}
 }
 

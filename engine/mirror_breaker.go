@@ -71,7 +71,7 @@ func (m *routeMirror) anyUp(i int) bool {
 			return true
 		}
 		if now == 0 {
-			now = monoNow()
+			now = m.now()
 		}
 		if b.upAt(now) {
 			return true
@@ -92,7 +92,7 @@ func (j *mirrorJob) acquireDest() (d *Destination, b *breaker, probe bool) {
 			break
 		}
 	}
-	now := monoNow()
+	now := j.rm.now()
 	if allUp {
 		d = j.cluster.pickForMirror(j, dests)
 		b = &brks[destIndex(dests, d)]

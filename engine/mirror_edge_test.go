@@ -80,7 +80,7 @@ func TestMirrorAnswersWithoutBody(t *testing.T) {
 	}
 	for _, cl := range e.Current().Clusters {
 		for _, d := range cl.mirrorDests {
-			if v := d.up.inflight.Load(); v != 0 {
+			if v := d.hs.inflight.Load(); v != 0 {
 				t.Fatalf("mirror pool %s in flight %d after every copy was answered", d.Address, v)
 			}
 		}

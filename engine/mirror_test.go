@@ -519,10 +519,15 @@ func TestMirrorSettings(t *testing.T) {
 		cfg := mustConfig(t, `{"ReverseProxy": {
 		  "Routes": {"r": {"ClusterId": "main", "Metadata": {`+tt.meta+`}}},
 		  "Clusters": {"main": {"Destinations": [{"Address": "127.0.0.1:1"}]}}}}`)
-		rm, err := compileMirror(cfg.Routes[0], func(string) *Cluster { return &Cluster{ID: "main"} })
+		opts := Options{}
+		opts.fill()
+		snap, _, err := compile(cfg, newRegistry(&opts), &opts)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.meta, err)
 		}
+		c := &compiler{cfg: cfg, reg: newRegistry(&opts), opts: &opts, snap: snap, mirrorDst: map[*Cluster][]*Destination{},
+			seenPools: map[*upstream]bool{}, seenHosts: map[*hostState]bool{}}
+		rm := c.compileMirror(snap.Routes[0])
 		if rm.perMyriad != tt.perMyriad || rm.maxBody != tt.maxBody || rm.timeout != tt.timeout || len(rm.headers) != tt.headers {
 			t.Errorf("%s: per10000 %d, max body %d, timeout %v, %d headers; want %d, %d, %v, %d",
 				tt.meta, rm.perMyriad, rm.maxBody, rm.timeout, len(rm.headers), tt.perMyriad, tt.maxBody, tt.timeout, tt.headers)

@@ -66,11 +66,11 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		return rtNone, err
 	}
 	c.nread = 0
-	u.inflight.Add(1)
+	d.hs.inflight.Add(1)
 	streaming := false
 	defer func() {
 		if !streaming {
-			u.inflight.Add(-1)
+			d.hs.inflight.Add(-1)
 		}
 	}()
 	if stage, err := x.writeRequest(c, d, target); err != nil {
@@ -115,7 +115,9 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		u.finish(c, reusable)
 		return rtAnswered, nil
 	case n >= 0:
-		x.startStream(newRespStream(c, fixedBody, int64(n), reusable))
+		s := newRespStream(c, fixedBody, int64(n), reusable)
+		s.hs = d.hs
+		x.startStream(s)
 		streaming = true
 		return rtAnswered, nil
 	}
@@ -145,6 +147,7 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		return rtAnswered, nil
 	}
 	s.prefix = buf
+	s.hs = d.hs
 	if !x.ctx.Request.Header.IsHTTP11() {
 		// An HTTP/1.0 client cannot take a chunked answer: the body goes
 		// as it comes, delimited by the connection's close.
@@ -647,6 +650,7 @@ type respStream struct {
 	reusable bool
 	client   net.Conn
 	writeTO  time.Duration
+	hs       *hostState // its in-flight count is the stream's until it ends
 }
 
 func newRespStream(c *uconn, kind uint8, n int64, reusable bool) *respStream {
@@ -870,7 +874,9 @@ func (s *respStream) CloseWithError(err error) error {
 		} else {
 			u.discard(c)
 		}
-		u.inflight.Add(-1)
+		if s.hs != nil {
+			s.hs.inflight.Add(-1)
+		}
 	}
 	*s = respStream{}
 	respStreamPool.Put(s)

@@ -113,10 +113,10 @@ func TestSeedABConfigRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt := e.Current().Router
-	if r := rt.Match(reqCtx("GET", "api.com", "/x", "x-env", "test")); r == nil || r.Cluster().ID != "ClusterA" {
+	if r := rt.Match(reqCtx("GET", "api.com", "/x", "x-env", "test")); r == nil || r.cluster.ID != "ClusterA" {
 		t.Fatalf("x-env: test → %v, want ClusterA", r)
 	}
-	if r := rt.Match(reqCtx("GET", "api.com", "/x")); r == nil || r.Cluster().ID != "ClusterB" {
+	if r := rt.Match(reqCtx("GET", "api.com", "/x")); r == nil || r.cluster.ID != "ClusterB" {
 		t.Fatalf("no x-env → %v, want ClusterB", r)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,8 +49,7 @@ type upstream struct {
 	open   int
 	closed bool
 
-	inflight atomic.Int64 // requests being served (LeastRequests, P2C)
-	dialer   *fasthttp.TCPDialer
+	dialer *fasthttp.TCPDialer
 }
 
 // Connection pool tunables.
@@ -69,9 +67,8 @@ const (
 )
 
 var (
-	errUpstreamClosed = errors.New("engine: upstream pool closed")
-	errClientGone     = errors.New("engine: client closed the connection")
-	errNoFreeConns    = errors.New("engine: no free upstream connection before the deadline")
+	errClientGone  = errors.New("engine: client closed the connection")
+	errNoFreeConns = errors.New("engine: no free upstream connection before the deadline")
 )
 
 func newUpstream(key, network, addr string, tlsConf *tls.Config, maxConns int, dialHook func(string) (net.Conn, error)) *upstream {
@@ -285,12 +282,10 @@ func (u *upstream) popIdle() *uconn {
 	return c
 }
 
+// dial opens a connection. A closed (retired) pool still dials, for a
+// request finishing on the snapshot that used it; release closes it after.
 func (u *upstream) dial(deadline time.Time) (*uconn, error) {
 	u.mu.Lock()
-	if u.closed {
-		u.mu.Unlock()
-		return nil, errUpstreamClosed
-	}
 	u.open++
 	u.mu.Unlock()
 	nc, err := u.dialConn(deadline)
@@ -421,8 +416,8 @@ func (u *upstream) sweep(now int64) {
 	}
 }
 
-// close closes the idle connections and makes the pool refuse new ones;
-// connections in use are closed when they are released.
+// close retires the pool: its idle connections close now, those in use
+// when they are released, and it keeps none from then on.
 func (u *upstream) close() {
 	u.mu.Lock()
 	u.closed = true
@@ -432,11 +427,4 @@ func (u *upstream) close() {
 	for _, c := range idle {
 		u.closeConn(c)
 	}
-}
-
-// Stats of a pool, for tests and metrics.
-func (u *upstream) counts() (open, idle int) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.open, len(u.idle)
 }

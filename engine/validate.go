@@ -13,27 +13,11 @@ import (
 // load with a warning naming the key, so a VKProxy config moves over as is.
 var (
 	vkproxyTopKeys     = []string{"Sni", "Limit", "DnsRefreshPeriod", "DnsAddressFamily", "ConnectionTimeout", "RouteCahceSize", "RouteComparison"}
-	vkproxyRouteKeys   = []string{"Transforms", "Limit", "UdpResponses"}
+	vkproxyRouteCfg    = []string{"Transforms", "Limit", "UdpResponses"}
 	vkproxyClusterKeys = []string{"HttpRequest"}
 	vkproxyListenKeys  = []string{"UseSni", "SniId", "RouteId"}
 	vkproxyHTTPClient  = []string{"SslProtocols", "EnableMultipleHttp2Connections", "EnableMultipleHttp3Connections", "AllowAutoRedirect", "RequestHeaderEncoding", "ResponseHeaderEncoding", "WebProxy"}
 )
-
-// routeFeatureKeys are route Metadata keys of VKProxy features that later
-// stages implement. Until a stage exists for a key, a route using it loads
-// with a "not implemented yet" warning (the bench harness looks for that
-// phrase to print "not implemented" instead of a number).
-var routeFeatureKeys = []string{
-	"MirrorCluster", "MirrorPercent", "MirrorMaxBodySize", "MirrorTimeout", "MirrorHeaders",
-	"Cache", "CacheKey", "CacheWhen", "CacheMaximumBodySize", "ForceCache", "CacheTime",
-	"Access-Control-Allow-Origin", "Access-Control-Allow-Origin-Regex", "Access-Control-Allow-Headers",
-	"Access-Control-Allow-Methods", "Access-Control-Allow-Credentials", "Access-Control-Max-Age",
-	"Access-Control-Expose-Headers",
-	"ResponseCompression", "OnlyHttps", "JwtSigningKey", "Prometheus",
-}
-
-// implementedRouteKeys is filled by the stages that exist (init in their files).
-var implementedRouteKeys = map[string]bool{}
 
 var lbPolicies = []string{"Random", "RoundRobin", "LeastRequests", "PowerOfTwoChoices", "Hash"}
 
@@ -152,7 +136,7 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 			l.errorf(p, n, "unknown policy %q (one of %s)", s, strings.Join(lbPolicies, ", "))
 		}
 	}
-	c.Metadata = o.metadata("Metadata")
+	c.Metadata, _ = o.metadata("Metadata")
 	if c.LoadBalancingPolicy == "Hash" {
 		mp := join(path, "Metadata")
 		by, _ := c.Metadata.Get("HashBy")
@@ -301,12 +285,8 @@ func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.D
 		r.Timeout = defTimeout
 	}
 	cid, ok := o.str("ClusterId")
-	cn, cp := o.get("ClusterId")
-	switch {
-	case !ok || strings.TrimSpace(cid) == "":
+	if cn, cp := o.get("ClusterId"); !ok || strings.TrimSpace(cid) == "" {
 		l.errorf(cp, cn, "required: the id of the cluster this route forwards to")
-	case cfg.Clusters[strings.ToLower(cid)] == nil:
-		l.errorf(cp, cn, "cluster %q is not defined in ReverseProxy.Clusters", cid)
 	}
 	r.ClusterID = cid
 
@@ -338,12 +318,6 @@ func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.D
 		}
 		r.Methods[i] = strings.ToUpper(meth)
 	}
-	if r.Statement != "" {
-		if _, err := compileStatement(r); err != nil {
-			sn, _ := m.get("Statement")
-			l.errs = append(l.errs, err.Error()+l.at(sn))
-		}
-	}
 	if len(r.Hosts) == 0 {
 		r.Hosts = []string{"*"}
 	}
@@ -352,26 +326,8 @@ func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.D
 	}
 	m.rest()
 
-	r.Metadata = o.metadata("Metadata")
-	stubs := map[string]*Cluster{} // one per cluster, so that a name listed twice is seen
-	if _, err := compileMirror(r, func(id string) *Cluster {
-		id = strings.ToLower(id)
-		if cfg.Clusters[id] == nil {
-			return nil
-		}
-		if stubs[id] == nil {
-			stubs[id] = &Cluster{}
-		}
-		return stubs[id]
-	}); err != nil {
-		l.errs = append(l.errs, err.Error())
-	}
-	for _, k := range routeFeatureKeys {
-		if _, ok := r.Metadata.Get(k); ok && !implementedRouteKeys[strings.ToLower(k)] {
-			l.warnf(join(join(path, "Metadata"), k), "not implemented yet, ignored")
-		}
-	}
-	o.rest(vkproxyRouteKeys...)
+	r.Metadata, r.metaKeys = o.metadata("Metadata")
+	o.rest(vkproxyRouteCfg...)
 	return r
 }
 
@@ -407,10 +363,11 @@ func checkPathPattern(p string) error {
 
 // destAddr is a parsed destination Address.
 type destAddr struct {
-	tls  bool
-	addr string // host:port for fasthttp's dialer
-	host string // authority as written, for the default Host header of checks
-	base string // path prefix without trailing '/', may be empty
+	tls     bool
+	network string // "tcp"
+	addr    string // host:port to dial
+	host    string // authority as written: the Host of a request that has none
+	base    string // path prefix without trailing '/', may be empty
 }
 
 // parseDestination accepts "http(s)://host[:port][/base]" and "host:port".
@@ -427,13 +384,13 @@ func parseDestination(s string) (destAddr, error) {
 		if err := checkPort(port); err != nil {
 			return destAddr{}, fmt.Errorf("%q: %v", s, err)
 		}
-		return destAddr{addr: s, host: s}, nil
+		return destAddr{network: "tcp", addr: s, host: s}, nil
 	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return destAddr{}, fmt.Errorf("%q: %v", s, err)
 	}
-	d := destAddr{}
+	d := destAddr{network: "tcp"}
 	switch strings.ToLower(u.Scheme) {
 	case "http":
 	case "https":
