@@ -49,13 +49,23 @@ func vkpBinary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+// deadAddr returns a loopback address that refuses connections for the
+// whole test: a socket is bound to it but never listens, so the port cannot
+// be handed to another listener meanwhile.
+func deadAddr(t *testing.T) string {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 func origin(t *testing.T, h fasthttp.RequestHandler) string {
@@ -70,6 +80,7 @@ func origin(t *testing.T, h fasthttp.RequestHandler) string {
 }
 
 type proc struct {
+	addr   string // where it listens (it picked the port)
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
 	mu     *sync.Mutex
@@ -89,15 +100,16 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 	return w.b.Write(b)
 }
 
-// startVKP runs `vkp serve` on cfg and waits until addr accepts connections.
-func startVKP(t *testing.T, cfg, addr string, args ...string) *proc {
+// startVKP runs `vkp serve` on cfg listening on a port it picks (127.0.0.1:0)
+// and waits for its "listening" line, which names the address.
+func startVKP(t *testing.T, cfg string, args ...string) *proc {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "vkp.json")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := &proc{stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(vkpBinary(t), append([]string{"serve", "--listen", addr}, args...)...)
+	p.cmd = exec.Command(vkpBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	p.cmd.Env = append(os.Environ(), "VKP_CONFIG="+path)
 	p.cmd.Stderr = lockedWriter{p.mu, p.stderr}
 	if err := p.cmd.Start(); err != nil {
@@ -108,19 +120,22 @@ func startVKP(t *testing.T, cfg, addr string, args ...string) *proc {
 		p.cmd.Process.Kill()
 		<-p.done
 	})
-	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp4", addr); err == nil {
-			c.Close()
-			return p
+	for i := 0; i < 500; i++ {
+		for _, line := range strings.Split(p.log(), "\n") {
+			var l struct{ Msg, Address string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Address != "" {
+				p.addr = l.Address
+				return p
+			}
 		}
 		select {
 		case err := <-p.done:
 			p.done <- err
 			t.Fatalf("vkp exited early: %v\n%s", err, p.log())
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	t.Fatalf("vkp did not listen on %s\n%s", addr, p.log())
+	t.Fatalf("vkp did not say where it listens\n%s", p.log())
 	return nil
 }
 
@@ -159,8 +174,8 @@ func e2eConfig(dest string) string {
 
 func TestE2EProxying(t *testing.T) {
 	dest := origin(t, e2eOrigin)
-	addr := freeAddr(t)
-	p := startVKP(t, e2eConfig(dest), addr)
+	p := startVKP(t, e2eConfig(dest))
+	addr := p.addr
 	c := &fasthttp.HostClient{Addr: addr, MaxResponseBodySize: 64 << 20}
 
 	send := func(method, uri string, body []byte, hdr ...string) *fasthttp.Response {
@@ -221,8 +236,7 @@ func TestE2EProxying(t *testing.T) {
 
 func TestE2EBodyLimit(t *testing.T) {
 	dest := origin(t, e2eOrigin)
-	addr := freeAddr(t)
-	startVKP(t, e2eConfig(dest), addr, "--max-request-body", "1MiB")
+	addr := startVKP(t, e2eConfig(dest), "--max-request-body", "1MiB").addr
 	// As curl does for big uploads: announce the body, wait for 100-continue.
 	c, err := net.Dial("tcp4", addr)
 	if err != nil {
@@ -249,8 +263,8 @@ func TestE2EBodyLimit(t *testing.T) {
 
 func TestE2EGracefulShutdown(t *testing.T) {
 	dest := origin(t, e2eOrigin)
-	addr := freeAddr(t)
-	p := startVKP(t, e2eConfig(dest), addr, "--grace", "10s")
+	p := startVKP(t, e2eConfig(dest), "--grace", "10s")
+	addr := p.addr
 
 	result := make(chan error, 1)
 	go func() {
@@ -346,8 +360,8 @@ func TestE2ESeedABConfig(t *testing.T) {
 	if cfg == string(src) {
 		t.Fatal("seed addresses not found in configs/seed-ab.json")
 	}
-	addr := freeAddr(t)
-	p := startVKP(t, cfg, addr)
+	p := startVKP(t, cfg)
+	addr := p.addr
 	c := &fasthttp.HostClient{Addr: addr}
 	for _, tc := range []struct {
 		host, env, want string
@@ -398,8 +412,8 @@ func TestE2ESeedMirrorConfig(t *testing.T) {
 		ctx.SetStatusCode(503)
 	})
 	cfg := strings.NewReplacer("https://xxx.lt", "http://"+main, "http://xxx.org/", "http://"+shadow+"/").Replace(string(src))
-	addr := freeAddr(t)
-	p := startVKP(t, cfg, addr)
+	p := startVKP(t, cfg)
+	addr := p.addr
 	c := &fasthttp.HostClient{Addr: addr}
 	body := make([]byte, 1<<20)
 	for i := 0; i < 20; i++ {
@@ -447,10 +461,10 @@ func TestE2EDeadShadow(t *testing.T) {
 		t.Fatal(err)
 	}
 	main := origin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("main") })
-	dead := freeAddr(t)
+	dead := deadAddr(t)
 	cfg := strings.NewReplacer("https://xxx.lt", "http://"+main, "http://xxx.org/", "http://"+dead+"/").Replace(string(src))
-	addr := freeAddr(t)
-	p := startVKP(t, cfg, addr)
+	p := startVKP(t, cfg)
+	addr := p.addr
 	c := &fasthttp.HostClient{Addr: addr}
 	body := make([]byte, 1<<20)
 	const n = 40
@@ -516,8 +530,8 @@ func TestE2EMirrorFlags(t *testing.T) {
 	  "Routes": {"r": {"ClusterId": "main", "Match": {"Hosts": ["*"], "Paths": ["*"]}, "Metadata": {"MirrorCluster": "shadow", "MirrorTimeout": "00:01:00"}}},
 	  "Clusters": {"main": {"Destinations": [{"Address": "http://` + main + `"}]},
 	               "shadow": {"Destinations": [{"Address": "http://` + shadow + `"}]}}}}`
-	addr := freeAddr(t)
-	p := startVKP(t, cfg, addr, "--mirror-inflight", "1", "--mirror-queue", "1", "--mirror-memory", "1MiB", "--grace", "500ms")
+	p := startVKP(t, cfg, "--mirror-inflight", "1", "--mirror-queue", "1", "--mirror-memory", "1MiB", "--grace", "500ms")
+	addr := p.addr
 	c := &fasthttp.HostClient{Addr: addr}
 	post := func(i int) {
 		req := fasthttp.AcquireRequest()
@@ -549,6 +563,44 @@ func TestE2EMirrorFlags(t *testing.T) {
 	for k, v := range want {
 		if st[k] != v {
 			t.Fatalf("mirror stopped: %s = %d, want %d (all: %v)\n%s", k, st[k], v, st, p.log())
+		}
+	}
+}
+
+// `vkp validate` and `vkp serve` run the one load path: the same bad config
+// gives the same problems, in the same order, each once.
+func TestE2EValidateAndServeAgree(t *testing.T) {
+	bin := vkpBinary(t)
+	path := filepath.Join(t.TempDir(), "bad.json")
+	cfg := `{"ReverseProxy": {
+	  "Routes": {"r": {"ClusterId": "x", "Timeout": "1 minute", "Match": {"Statement": "Header('a') = "},
+	                   "Metadata": {"MirrorCluster": "nope", "MirrorPercent": "200", "Cache": "Memory"}}},
+	  "Clusters": {"c": {"Destinations": [{"Address": "nope"}]}}}}`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	problems := func(args ...string) (string, int) {
+		cmd := exec.Command(bin, args...)
+		out, _ := cmd.CombinedOutput()
+		var lines []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "error: ") || strings.HasPrefix(l, "warning: ") {
+				lines = append(lines, l)
+			}
+		}
+		return strings.Join(lines, "\n"), cmd.ProcessState.ExitCode()
+	}
+	v, vc := problems("validate", "--config", path)
+	s, sc := problems("serve", "--config", path, "--listen", "127.0.0.1:0")
+	if vc != 3 || sc != 3 {
+		t.Fatalf("exit codes validate %d, serve %d; want 3 and 3", vc, sc)
+	}
+	if v != s {
+		t.Fatalf("validate and serve disagree:\nvalidate:\n%s\nserve:\n%s", v, s)
+	}
+	for _, w := range []string{"Routes.r.ClusterId", "Routes.r.Timeout", "Routes.r.Match.Statement", "Clusters.c.Destinations[0].Address"} {
+		if n := strings.Count(v, w); n != 1 {
+			t.Errorf("%q reported %d times:\n%s", w, n, v)
 		}
 	}
 }

@@ -78,11 +78,8 @@ func compile(cfg *Config, reg *registry, opts *Options) (*Snapshot, []string, er
 func (c *compiler) route(rc *RouteConfig) *Route {
 	path := "ReverseProxy.Routes." + rc.ID
 	r := &Route{ID: rc.ID, cfg: rc, timeout: rc.Timeout, cluster: c.cluster(rc.ClusterID)}
-	if r.cluster == nil {
-		if strings.TrimSpace(rc.ClusterID) != "" { // a missing one was reported by decode
-			c.errorf(path+".ClusterId", "cluster %q is not defined in ReverseProxy.Clusters", rc.ClusterID)
-		}
-		return nil
+	if r.cluster == nil && strings.TrimSpace(rc.ClusterID) != "" { // a missing one was reported by decode
+		c.errorf(path+".ClusterId", "cluster %q is not defined in ReverseProxy.Clusters", rc.ClusterID)
 	}
 	if rc.Statement != "" {
 		p, err := compileStatement(rc)
@@ -93,7 +90,12 @@ func (c *compiler) route(rc *RouteConfig) *Route {
 			c.snap.readsBody = c.snap.readsBody || p.ReadsBody()
 		}
 	}
+	// Built even for a route without its cluster, so that its stages'
+	// problems are reported in the same run.
 	r.handler = c.buildChain(r, func(x *exchange) { x.e.forward(x) })
+	if r.cluster == nil {
+		return nil
+	}
 	return r
 }
 

@@ -22,9 +22,11 @@ func TestSampleConfigsLoad(t *testing.T) {
 			if len(cfg.Routes) == 0 || len(cfg.Clusters) == 0 {
 				t.Fatalf("%s: %d routes, %d clusters", f, len(cfg.Routes), len(cfg.Clusters))
 			}
-			if _, err := New(cfg, Options{}); err != nil {
+			e, err := New(cfg, Options{})
+			if err != nil {
 				t.Fatal(err)
 			}
+			closeEngine(e)
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -60,7 +61,16 @@ func mustEngine(t testing.TB, src string, opts Options) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { closeEngine(e) })
 	return e
+}
+
+// closeEngine stops an engine's background work (mirror senders, the
+// pools' janitor) as serve does at shutdown.
+func closeEngine(e *Engine) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e.Close(ctx)
 }
 
 // oneRoute is a config with one catch-all route to the given addresses.

@@ -112,6 +112,7 @@ func TestSeedABConfigRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer closeEngine(e)
 	rt := e.Current().Router
 	if r := rt.Match(reqCtx("GET", "api.com", "/x", "x-env", "test")); r == nil || r.cluster.ID != "ClusterA" {
 		t.Fatalf("x-env: test → %v, want ClusterA", r)

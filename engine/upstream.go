@@ -48,8 +48,6 @@ type upstream struct {
 	idle   []*uconn // most recently used last
 	open   int
 	closed bool
-
-	dialer *fasthttp.TCPDialer
 }
 
 // Connection pool tunables.
@@ -71,9 +69,12 @@ var (
 	errNoFreeConns = errors.New("engine: no free upstream connection before the deadline")
 )
 
+// tcpDialer dials every pool's TCP connections. One per process: its DNS
+// cache is shared, and its cache cleaner is one goroutine, not one per pool.
+var tcpDialer = &fasthttp.TCPDialer{DNSCacheDuration: time.Minute}
+
 func newUpstream(key, network, addr string, tlsConf *tls.Config, maxConns int, dialHook func(string) (net.Conn, error)) *upstream {
-	u := &upstream{key: key, network: network, addr: addr, tlsConf: tlsConf, dialHook: dialHook,
-		dialer: &fasthttp.TCPDialer{DNSCacheDuration: time.Minute}}
+	u := &upstream{key: key, network: network, addr: addr, tlsConf: tlsConf, dialHook: dialHook}
 	if maxConns > 0 {
 		u.busy = make(chan struct{}, maxConns)
 	}
@@ -320,7 +321,7 @@ func (u *upstream) dialConn(deadline time.Time) (net.Conn, error) {
 		d := net.Dialer{Timeout: timeout}
 		nc, err = d.Dial("unix", u.addr)
 	default:
-		nc, err = u.dialer.DialTimeout(u.addr, timeout)
+		nc, err = tcpDialer.DialTimeout(u.addr, timeout)
 	}
 	if err != nil {
 		return nil, err

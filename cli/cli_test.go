@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The exit codes doc.go promises: 0 ok, 2 usage, 3 invalid config.
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.json", `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "c"}}, "Clusters": {"c": {"Destinations": [{"Address": "127.0.0.1:1"}]}}}}`)
+	bad := write("bad.json", `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "x"}}}}`)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string
+	}{
+		{"validate ok", []string{"vkp", "validate", "--config", good}, ExitOK, "ok (1 routes, 1 clusters"},
+		{"validate bad", []string{"vkp", "validate", "--config", bad}, ExitBadConfig, `cluster "x" is not defined`},
+		{"validate missing file", []string{"vkp", "validate", "--config", filepath.Join(dir, "none.json")}, ExitBadConfig, "no such file"},
+		{"validate without --config", []string{"vkp", "validate"}, ExitUsage, "config"},
+		{"serve bad config", []string{"vkp", "serve", "--config", bad}, ExitBadConfig, "invalid config"},
+		{"serve bad flag value", []string{"vkp", "serve", "--config", good, "--body-memory", "lots"}, ExitUsage, "--body-memory"},
+		{"serve unknown flag", []string{"vkp", "serve", "--nope"}, ExitUsage, "nope"},
+		{"version", []string{"vkp", "version"}, ExitOK, "vkp "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tc.args, &out, &errb)
+			all := out.String() + errb.String()
+			if code != tc.code || !strings.Contains(all, tc.out) {
+				t.Fatalf("exit %d, want %d; output lacks %q?\n%s", code, tc.code, tc.out, all)
+			}
+		})
+	}
+}
