@@ -957,3 +957,162 @@ func TestChunkSizeLines(t *testing.T) {
 		}
 	}
 }
+
+// inUse counts the connections of e's pools in use, and the requests its
+// hosts count in flight.
+func inUse(e *Engine) (conns int, inflight int64) {
+	e.reg.mu.Lock()
+	defer e.reg.mu.Unlock()
+	for _, u := range e.reg.pools {
+		u.mu.Lock()
+		conns += u.open - len(u.idle)
+		u.mu.Unlock()
+	}
+	for _, h := range e.reg.hosts {
+		inflight += h.inflight.Load()
+	}
+	return conns, inflight
+}
+
+// Second review, finding 1: an HTTP/1.0 request answered with a stream,
+// pipelined behind one whose answer fasthttp still holds, from a client that
+// resets: fasthttp never runs the takeover, and the stream (its upstream
+// connection, slot and in-flight count) must still be closed.
+func TestHTTP10StreamNeverTakenOverIsClosed(t *testing.T) {
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := readReq(br)
+			if err != nil {
+				return
+			}
+			if string(req.URI().Path()) == "/sse" {
+				time.Sleep(300 * time.Millisecond)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n") //nolint:errcheck
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))                                      //nolint:errcheck
+				io.Copy(io.Discard, c)                                                                   //nolint:errcheck
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") //nolint:errcheck
+		}
+	})
+	e, addr := hardEngine(t, Options{WriteTimeout: 500 * time.Millisecond}, "", origin)
+	for range 5 {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /small HTTP/1.1\r\nHost: x\r\n\r\nGET /sse HTTP/1.0\r\n\r\n") //nolint:errcheck
+		time.Sleep(100 * time.Millisecond)
+		c.(*net.TCPConn).SetLinger(0) //nolint:errcheck
+		c.Close()
+	}
+	waitFor(t, "every upstream connection and in-flight count to be given back", func() bool {
+		n, f := inUse(e)
+		return n == 0 && f == 0
+	})
+}
+
+// Second review, finding 2: an HTTP/1.0 client that leaves a stream while
+// the upstream is quiet releases the upstream connection within a second or
+// so, as an HTTP/1.1 client does.
+func TestHTTP10ClientGoneWhileStreaming(t *testing.T) {
+	closed := make(chan time.Time, 1)
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := readReq(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n") //nolint:errcheck
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))                                      //nolint:errcheck
+		var b [1]byte
+		c.Read(b[:]) //nolint:errcheck
+		closed <- time.Now()
+	})
+	_, addr := hardEngine(t, Options{}, `, "Timeout": "00:01:00"`, origin)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.0\r\n\r\n")        //nolint:errcheck
+	c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	if _, err := br.ReadString('o'); err != nil { // "hello" is there
+		t.Fatal(err)
+	}
+	left := time.Now()
+	c.Close()
+	select {
+	case at := <-closed:
+		if d := at.Sub(left); d > 2500*time.Millisecond {
+			t.Fatalf("upstream released %v after the HTTP/1.0 client left", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream still held 10 s after the HTTP/1.0 client left")
+	}
+}
+
+// Second review, finding 3: the route's Timeout bounds each wait for more of
+// a chunked body, the first included, not the exchange as a whole.
+func TestChunkedBodyWaitsGetTheTimeoutEach(t *testing.T) {
+	origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, err := readReq(br); err != nil {
+			return
+		}
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n") //nolint:errcheck
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(c, "5\r\nhello\r\n0\r\n\r\n") //nolint:errcheck
+	})
+	_, addr := hardEngine(t, Options{}, `, "Timeout": "00:00:01"`, origin)
+	resp, _ := rawClient(t, addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5*time.Second)
+	if statusOf(resp) != "HTTP/1.1 200 OK" || !strings.HasSuffix(resp, "hello") {
+		t.Fatalf("two waits of 0.6 s under a 1 s Timeout: %q", resp)
+	}
+}
+
+// Second review, findings 4 and 5: an upstream that answers before taking
+// the whole request gets its answer forwarded whether the body was held
+// (<= --body-buffer) or streamed, whether it closed or just stopped reading,
+// and the request is not sent again.
+func TestEarlyAnswerEveryBodyMode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		method string
+		size   int
+		close  bool
+	}{
+		{"held POST, upstream closes", "POST", 1 << 20, true},
+		{"held PUT, upstream closes", "PUT", 1 << 20, true},
+		{"streamed POST, upstream stops reading", "POST", 8 << 20, false},
+		{"held PUT, upstream stops reading", "PUT", 1 << 20, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var hits atomic.Int32
+			stop := make(chan struct{})
+			answer := func(_ int, c net.Conn, br *bufio.Reader) {
+				var h fasthttp.RequestHeader
+				if err := h.Read(br); err != nil {
+					return
+				}
+				hits.Add(1)
+				io.WriteString(c, "HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig") //nolint:errcheck
+				if tc.close {
+					c.(*net.TCPConn).CloseWrite()    //nolint:errcheck
+					io.CopyN(io.Discard, br, 64<<10) //nolint:errcheck
+					return
+				}
+				<-stop // neither reads nor closes, until the test ends
+			}
+			e := mustEngine(t, oneRoute("", rawOrigin(t, answer), rawOrigin(t, answer)), Options{})
+			t.Cleanup(func() { close(stop) })
+			c, _ := serveEngine(t, e)
+			start := time.Now()
+			resp := do(t, c, tc.method, "/up", make([]byte, tc.size))
+			if resp.StatusCode() != 413 || hits.Load() != 1 {
+				t.Fatalf("status %d after %d attempts; want the upstream's 413 after one", resp.StatusCode(), hits.Load())
+			}
+			if d := time.Since(start); d > 4*time.Second {
+				t.Fatalf("the early answer took %v", d)
+			}
+		})
+	}
+}

@@ -1,9 +1,8 @@
 package engine
 
 import (
+	"net"
 	"syscall"
-
-	"github.com/valyala/fasthttp"
 )
 
 // peerOpen reports whether an idle connection can still carry a request:
@@ -43,13 +42,13 @@ func (c *uconn) peek() {
 	}
 }
 
-// clientGone reports whether the client of ctx has closed or reset its
-// connection (a peek sees the end of stream or an error). A client that
-// sent more (a pipelined request) is still there. As nginx does, a client
-// that half-closed after its request counts as gone. Rare (once a second
-// per request waiting on a slow upstream), so it may allocate.
-func clientGone(ctx *fasthttp.RequestCtx) bool {
-	sc, ok := ctx.Conn().(syscall.Conn)
+// connGone reports whether a client has closed or reset its connection (a
+// peek sees the end of stream or an error). A client that sent more (a
+// pipelined request) is still there. As nginx does, a client that
+// half-closed after its request counts as gone. Rare (once a second per
+// request waiting on a slow upstream), so it may allocate.
+func connGone(conn net.Conn) bool {
+	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return false
 	}

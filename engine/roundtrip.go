@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,9 +58,9 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 	if err != nil {
 		return rtNone, err
 	}
-	var watch *fasthttp.RequestCtx
+	var watch net.Conn
 	if canWatch(x.ctx) {
-		watch = x.ctx
+		watch = x.ctx.Conn()
 	}
 	if err := c.setDeadlines(deadline, watch); err != nil {
 		u.discard(c)
@@ -74,14 +75,17 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		}
 	}()
 	if stage, err := x.writeRequest(c, d, target); err != nil {
-		if !errors.Is(err, errUpstreamRequest) || !x.body.started || !x.earlyAnswer(c) {
+		if !errors.Is(err, errUpstreamRequest) || !x.earlyAnswer(c) {
+			if c.nread > 0 {
+				stage = rtAnswered // part of an answer: never retried
+			}
 			u.discard(c)
 			return stage, err
 		}
-		// The upstream answered (a 401 or 413 before reading the whole
-		// body) and stopped reading: its answer is forwarded, and the
-		// rest of the client's body is never read.
-		x.closeClient = true
+		// The upstream answered before taking the whole request (a 401 or
+		// 413) and stopped reading: its answer is forwarded; a client body
+		// not read to its end closes the client's connection.
+		x.closeClient = !x.body.whole()
 	} else if err := readResponseHead(c, &x.ctx.Response.Header); err != nil {
 		stage := rtAnswered
 		if c.nread == 0 && !c.gone {
@@ -132,6 +136,7 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 	s := newRespStream(c, kind, 0, reusable)
 	buf := pool.Bodies.Get()
 	buf.B = buf.B[:0]
+	c.idleTO = x.route.timeout // each wait for more of the body gets the route's timeout
 	done, err := s.fill(buf, responseBufferMax)
 	if err != nil || done {
 		reusable = s.reusable
@@ -257,7 +262,7 @@ func (x *exchange) sendBody(c *uconn, bw *bufio.Writer) error {
 				return err
 			}
 		}
-		if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		if err := c.setWriteDeadline(time.Now().Add(timeout)); err != nil {
 			return err
 		}
 		if _, err := bw.Write(p); err != nil {
@@ -756,9 +761,27 @@ func (x *exchange) streamToHTTP10(s *respStream) {
 	s.c.client = nil
 	s.c.idleTO = x.route.timeout
 	s.writeTO = x.e.opts.WriteTimeout
+	// fasthttp runs the handler once it has written what it owes the
+	// connection (an earlier pipelined answer). When that write fails it
+	// never runs it: then the stream is closed here, after a write timeout.
+	var started atomic.Bool
+	watchdog := time.AfterFunc(s.writeTO, func() {
+		if started.CompareAndSwap(false, true) {
+			s.CloseWithError(errClientGone) //nolint:errcheck
+		}
+	})
 	x.ctx.HijackSetNoResponse(true)
 	x.ctx.Hijack(func(c net.Conn) {
+		if !started.CompareAndSwap(false, true) {
+			return
+		}
+		watchdog.Stop()
 		s.client = c
+		raw := c
+		if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+			raw = u.UnsafeConn()
+		}
+		s.c.client = raw // a client that leaves is noticed while the upstream is quiet
 		if s.writeTO > 0 {
 			c.SetWriteDeadline(time.Now().Add(s.writeTO)) //nolint:errcheck // a dead conn fails the write
 		}

@@ -66,6 +66,9 @@ const (
 
 var (
 	errClientGone  = errors.New("engine: client closed the connection")
+	// errUpstreamAnswered ends a request's write: the upstream answered
+	// before taking the whole request (roundTrip reads that answer).
+	errUpstreamAnswered = errors.New("engine: upstream answered before taking the whole request")
 	errNoFreeConns = errors.New("engine: no free upstream connection before the deadline")
 )
 
@@ -105,7 +108,9 @@ type uconn struct {
 
 	// Read-side settings of the current use (see Read).
 	hard   time.Time            // the exchange's deadline
-	client *fasthttp.RequestCtx // checked while waiting past clientCheckEvery; nil: not watched
+	client net.Conn     // the client's connection, checked while waiting past clientCheckEvery; nil: not watched
+	wHard  time.Time    // the current write's deadline (Write)
+	isTLS  bool         // a write timeout is fatal to a TLS connection: no soft write deadlines
 	idleTO time.Duration        // > 0 while streaming: each read gets this long
 }
 
@@ -118,9 +123,9 @@ const upstreamWriteBuffer = 16 << 10
 func (c *uconn) attachWriter() *bufio.Writer {
 	if v := writerPool.Get(); v != nil {
 		c.bw = v.(*bufio.Writer)
-		c.bw.Reset(c.nc)
+		c.bw.Reset(c)
 	} else {
-		c.bw = bufio.NewWriterSize(c.nc, upstreamWriteBuffer)
+		c.bw = bufio.NewWriterSize(c, upstreamWriteBuffer)
 	}
 	return c.bw
 }
@@ -178,7 +183,7 @@ func (c *uconn) Read(p []byte) (int, error) {
 		if !now.Before(c.hard) {
 			return n, err
 		}
-		if clientGone(c.client) {
+		if connGone(c.client) {
 			c.gone = true
 			return 0, errClientGone
 		}
@@ -200,13 +205,54 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// Write writes to the connection for the request's bufio.Writer. A write
+// the upstream does not take (it stopped reading) wakes every
+// clientCheckEvery: an answer the upstream has already sent (a 413 or 401
+// before the whole body) ends it with errUpstreamAnswered, a client that
+// has gone with errClientGone; otherwise it goes on until c.wHard. A
+// timed-out write leaves a TLS connection unusable, so TLS writes wait for
+// c.wHard in one go.
+func (c *uconn) Write(p []byte) (int, error) {
+	total := 0
+	for {
+		n, err := c.nc.Write(p[total:])
+		total += n
+		if err == nil || c.isTLS || !isTimeout(err) {
+			return total, err
+		}
+		now := time.Now()
+		if !now.Before(c.wHard) {
+			return total, err
+		}
+		if c.dataWaiting() {
+			return total, errUpstreamAnswered
+		}
+		if c.client != nil && connGone(c.client) {
+			c.gone = true
+			return total, errClientGone
+		}
+		if err := c.nc.SetWriteDeadline(earlier(now.Add(clientCheckEvery), c.wHard)); err != nil {
+			return total, err
+		}
+	}
+}
+
+// setWriteDeadline arms the next writes with deadline hard.
+func (c *uconn) setWriteDeadline(hard time.Time) error {
+	c.wHard = hard
+	if !c.isTLS {
+		hard = earlier(time.Now().Add(clientCheckEvery), hard)
+	}
+	return c.nc.SetWriteDeadline(hard)
+}
+
 // setDeadlines arms the connection for one exchange: writes and reads end at
 // hard; when the client is watched and the deadline is far, the first read
 // deadline comes after clientCheckEvery (Read extends it while the client is
 // there).
-func (c *uconn) setDeadlines(hard time.Time, client *fasthttp.RequestCtx) error {
+func (c *uconn) setDeadlines(hard time.Time, client net.Conn) error {
 	c.hard, c.client, c.idleTO, c.gone, c.closeTok = hard, client, 0, false, false
-	if err := c.nc.SetWriteDeadline(hard); err != nil {
+	if err := c.setWriteDeadline(hard); err != nil {
 		return err
 	}
 	rd := hard
@@ -300,6 +346,7 @@ func (u *upstream) dial(deadline time.Time) (*uconn, error) {
 	raw := nc
 	if tc, ok := nc.(*tls.Conn); ok {
 		raw = tc.NetConn()
+		c.isTLS = true
 	}
 	if sc, ok := raw.(syscall.Conn); ok {
 		c.rc, _ = sc.SyscallConn()
