@@ -65,11 +65,11 @@ const (
 )
 
 var (
-	errClientGone  = errors.New("engine: client closed the connection")
+	errClientGone = errors.New("engine: client closed the connection")
 	// errUpstreamAnswered ends a request's write: the upstream answered
 	// before taking the whole request (roundTrip reads that answer).
 	errUpstreamAnswered = errors.New("engine: upstream answered before taking the whole request")
-	errNoFreeConns = errors.New("engine: no free upstream connection before the deadline")
+	errNoFreeConns      = errors.New("engine: no free upstream connection before the deadline")
 )
 
 // tcpDialer dials every pool's TCP connections. One per process: its DNS
@@ -107,11 +107,11 @@ type uconn struct {
 	peekB   [1]byte
 
 	// Read-side settings of the current use (see Read).
-	hard   time.Time            // the exchange's deadline
-	client net.Conn     // the client's connection, checked while waiting past clientCheckEvery; nil: not watched
-	wHard  time.Time    // the current write's deadline (Write)
-	isTLS  bool         // a write timeout is fatal to a TLS connection: no soft write deadlines
-	idleTO time.Duration        // > 0 while streaming: each read gets this long
+	hard   time.Time     // the exchange's deadline
+	client net.Conn      // the client's connection, checked while waiting past clientCheckEvery; nil: not watched
+	wHard  time.Time     // the current write's deadline (Write)
+	isTLS  bool          // a write timeout is fatal to a TLS connection: no soft write deadlines
+	idleTO time.Duration // > 0 while streaming: each read gets this long
 }
 
 var readerPool, writerPool sync.Pool
