@@ -1,5 +1,24 @@
 // Package engine is vkp's proxy: config loading, the route table, clusters
-// and load balancing, forwarding, and the mapping of failures to statuses.
+// and load balancing, the route pipeline, forwarding, and the mapping of
+// failures to statuses.
+//
+// # Files
+//
+//	config.go, validate.go  decode: the document's shape, key by key, defaults
+//	compile.go              compile: the Snapshot (clusters, routes, chains, router)
+//	pipeline.go             the stage list; a route's chain ends in forward
+//	registry.go             what outlives snapshots: pools, per-address state
+//	router.go, lb.go        route matching, load-balancing policies
+//	cluster.go              destinations, availability, picks
+//	request.go              the client side of a request: checks, body held or streamed
+//	forward.go              forward: attempts, retries, the header rewrite
+//	hopheaders.go           hop-by-hop headers, order kept
+//	upstream.go             the upstream connection pool and its connections
+//	roundtrip.go            one exchange with an upstream: write, read, stream
+//	mirror.go               the mirror stage and its settings
+//	mirror_send.go          the mirror's queue, senders, budget, shutdown
+//	mirror_breaker.go       a shadow destination that is down
+//	errors.go               failures to statuses, in one place
 //
 // # Request flow
 //
@@ -8,29 +27,41 @@
 // bad names and versions), loads the current *Snapshot (an atomic pointer,
 // swapped whole on reload), matches a route with the snapshot's Router and
 // runs the route's handler chain, composed once per snapshot, on a pooled
-// exchange (the request's state: route, body). The last stage, forward,
-// picks a destination with the cluster's Picker, rewrites the header in
-// place (hop-by-hop headers out, X-Forwarded-* in), and does the exchange
-// with vkp's own HTTP/1.1 client (upstream.go, roundtrip.go): target (base
-// path + raw path) and Host per attempt, the body held or streamed, the
-// answer read whole or streamed to the client. Failures go through
-// statusFor in errors.go and nowhere else.
+// exchange (the request's state: route, body). The chain is the route's
+// stages (pipeline.go: CORS preflight, cache, mirror, in that order) around
+// forward, which picks an available destination with the cluster's Picker,
+// rewrites the header in place (hop-by-hop headers out, X-Forwarded-* in),
+// and does the exchange with vkp's own HTTP/1.1 client (upstream.go,
+// roundtrip.go): target (base path + raw path) and Host per attempt, the
+// body held or streamed, the answer read whole or streamed to the client.
+// Failures go through statusFor in errors.go and nowhere else.
+//
+// # Adding a route feature
+//
+// One file with a stage value (the Metadata keys it owns and its build
+// function) and one line in pipeline.go's stage list; pipeline.go shows the
+// shape. The stage's settings are compiled once per snapshot; a route that
+// does not use it gets next unchanged, at no cost per request.
 //
 // # Contracts
 //
 //   - Router.Match, every Picker and a full proxied GET allocate nothing
 //     (AllocsPerRun tests in alloc_test.go), nor does the header rewrite for
-//     messages that repeat names.
+//     messages that repeat names, nor a small chunked answer.
 //   - The header rewrite never reorders the lines of a repeated field (RFC
-//     9110 section 5.3; fasthttp's Del would: forward.go), and the last
+//     9110 section 5.3; fasthttp's Del would: hopheaders.go), and the last
 //     X-Forwarded-For entry is always the address vkp saw.
 //   - Mirror copies never delay or change the main request (mirror.go). A
 //     shadow destination that fails on the transport 5 times in a row is
 //     skipped by that route, with probes, until it answers again
 //     (mirror_breaker.go); its state lives with the route's snapshot.
 //   - A Snapshot is immutable; requests use the one they loaded to the end.
-//   - Upstream connection pools and in-flight counts are keyed by address and
-//     outlive snapshots, so a reload keeps warm connections.
+//   - Connection pools (keyed by address and client options) and
+//     per-address state (in-flight counts, availability) live in the
+//     registry and outlive snapshots, so a reload keeps warm connections;
+//     what a new snapshot no longer uses is retired when it is swapped in.
+//   - Every pick goes through Destination.Available (clusters, and the
+//     mirror, which adds its breakers).
 //   - An upstream connection is reused only when its response was framed to
 //     the last byte and nothing was read after it, and only after a peek
 //     finds nothing waiting on it: bytes an upstream sends unasked never
@@ -43,6 +74,7 @@
 //     response arrived (forward.go has the rule).
 //   - Bytes borrowed from the RequestCtx are valid only during Handle; work
 //     that outlives it takes ownership first (see package pool).
-//   - Config problems are reported all at once, each with its JSON path and
-//     line:col; a config with any problem never replaces a working one.
+//   - Config problems are reported all at once, each once, with its JSON
+//     path and line:col, by the one load path validate, serve and reload
+//     share; a config with any problem never replaces a working one.
 package engine

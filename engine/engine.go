@@ -68,9 +68,9 @@ const (
 	DefaultIdleTimeout   = 2 * time.Minute
 	DefaultWriteTimeout  = 60 * time.Second
 	// DefaultBodyBuffer: a 1 MiB body sent in one write costs the proxy
-	// and the upstream about 0.6x the CPU of the same body streamed as it
-	// arrives (BENCHMARKS.md, post-1mib); 64 such uploads at once hold 64
-	// MiB, within the default BodyMemory.
+	// less CPU than the same body streamed as it arrives (BENCHMARKS.md,
+	// post-1mib); 64 such uploads at once hold 64 MiB, within the default
+	// BodyMemory.
 	DefaultBodyBuffer = 1 << 20
 )
 

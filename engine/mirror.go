@@ -30,10 +30,10 @@ import (
 // counted; the main path never blocks.
 //
 // The copy is queued only after the main response is produced, although
-// starting it as soon as the body is read costs less CPU (the body is still in
-// cache: 8% less proxy CPU per 1 MiB request over five alternating runs,
-// BENCHMARKS.md): with the origin done first, a shadow that shares state with
-// it cannot act first and change the main response.
+// starting it as soon as the body is read costs less CPU (the body is still
+// in cache; BENCHMARKS.md has the numbers): with the origin done first, a
+// shadow that shares state with it cannot act first and change the main
+// response.
 
 // Defaults for the process-wide mirror limits (serve flags --mirror-*).
 const (
@@ -42,8 +42,8 @@ const (
 	// copies a hanging shadow receives in its first MirrorTimeout, before
 	// the timeouts mark it down (mirror_breaker.go): sends to it are
 	// written, then wait for the timeout, so the limit (not the memory
-	// budget) bounds that traffic. 1024 sent 1 GiB of 1 MiB copies per 5 s
-	// to a hanging shadow and cost the main path ~1.6x its p99.
+	// budget) bounds that traffic; a limit four times higher cost the main
+	// path's p99 dearly in that case (BENCHMARKS.md).
 	DefaultMirrorInflight = 256
 	DefaultMirrorQueue    = 4096
 	DefaultMirrorMemory   = 256 << 20
@@ -55,14 +55,12 @@ const (
 	// with its buffers and a request/response pair. Like the body, it is
 	// charged from the main response on: while the main request is served,
 	// the header copy is held uncharged, next to the request it came from.
-	// Measured: copies stuck on a hanging shadow hold ~22 KiB each beyond
-	// their bodies (BENCHMARKS.md, post-1mib-mirror-hang); the charge is
-	// about twice that, for stacks that grow and the runtime's own
-	// overhead. It keeps
-	// the process within --mirror-memory of its no-mirror size, small
-	// bodies included. With the default limits, the budget holds ~5000
-	// small-body copies, more than the queue and in-flight limits allow
-	// (4352); for 1 MiB bodies it costs ~12 of 256 queued copies.
+	// It is about twice what copies stuck on a hanging shadow were measured
+	// to hold beyond their bodies (BENCHMARKS.md, post-1mib-mirror-hang),
+	// for stacks that grow and the runtime's own overhead, and keeps the
+	// process within --mirror-memory of its no-mirror size, small bodies
+	// included. With the default limits the budget holds more small-body
+	// copies than the queue and in-flight limits allow.
 	MirrorCopyCost = 48 << 10
 )
 

@@ -96,7 +96,9 @@ func TestMirrorBreakerStopsAndResumes(t *testing.T) {
 		answered.Add(1)
 	})
 	main := startOrigin(t, mainOrigin)
-	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, sh), Options{})
+	var clock atomic.Int64 // the breakers' clock: the test moves it
+	clock.Store(int64(time.Hour))
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, sh), Options{Clock: clock.Load})
 	c, _ := serveEngine(t, e)
 	post := func(n int) {
 		t.Helper()
@@ -119,7 +121,7 @@ func TestMirrorBreakerStopsAndResumes(t *testing.T) {
 	if answered.Load() != 0 || e.MirrorStats().DroppedDown != 23-breakerTrip {
 		t.Fatalf("copies reached the shadow during the backoff: answered %d, %+v", answered.Load(), e.MirrorStats())
 	}
-	time.Sleep(breakerBackoffMin + 100*time.Millisecond)
+	clock.Add(int64(breakerBackoffMin + time.Millisecond)) // the backoff has passed
 	post(10)
 	st = e.MirrorStats()
 	if answered.Load() != 10 || st.Sent != 10 {

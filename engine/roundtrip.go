@@ -197,8 +197,8 @@ func canWatch(ctx *fasthttp.RequestCtx) bool {
 
 // writeRequest writes the request line, the header and the body through a
 // 16 KiB write buffer: the header goes out with the first part of the body
-// (a header sent alone ahead of a large body cost 1.6x the proxy's CPU per
-// 1 MiB POST, BENCHMARKS.md), a small request in one write. A streamed body
+// (a header sent alone ahead of a large body cost the proxy far more CPU,
+// BENCHMARKS.md), a small request in one write. A streamed body
 // follows as it arrives from the client, each write getting the route's
 // timeout. It returns rtNone only when nothing was written.
 func (x *exchange) writeRequest(c *uconn, d *Destination, target []byte) (rtStage, error) {
