@@ -139,6 +139,10 @@ func startVKP(t *testing.T, cfg string, args ...string) *proc {
 	return nil
 }
 
+// slowArrived tells a test waiting for it that a /slow request reached the
+// origin.
+var slowArrived = make(chan struct{}, 1)
+
 func e2eOrigin(ctx *fasthttp.RequestCtx) {
 	if string(ctx.Path()) == "/teapot" {
 		ctx.SetStatusCode(418)
@@ -147,6 +151,10 @@ func e2eOrigin(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if string(ctx.Path()) == "/slow" {
+		select {
+		case slowArrived <- struct{}{}:
+		default:
+		}
 		time.Sleep(time.Second)
 	}
 	sum := sha256.Sum256(ctx.PostBody())
@@ -278,7 +286,7 @@ func TestE2EGracefulShutdown(t *testing.T) {
 		}
 		result <- err
 	}()
-	time.Sleep(300 * time.Millisecond) // the request is now waiting on the origin
+	<-slowArrived // the request is now waiting on the origin
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -122,6 +122,7 @@ func TestUpstreamLateBytesNeverReachAnotherClient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var conns atomic.Int32
+			lateSent := make(chan struct{})
 			origin := rawOrigin(t, func(n int, c net.Conn, br *bufio.Reader) {
 				conns.Add(1)
 				for i := 0; ; i++ {
@@ -130,9 +131,10 @@ func TestUpstreamLateBytesNeverReachAnotherClient(t *testing.T) {
 						return
 					}
 					if i == 0 && n == 0 {
-						io.WriteString(c, tc.answer) //nolint:errcheck
-						time.Sleep(50 * time.Millisecond)
-						io.WriteString(c, tc.late) //nolint:errcheck
+						io.WriteString(c, tc.answer)      //nolint:errcheck
+						time.Sleep(50 * time.Millisecond) // late: after the answer was framed
+						io.WriteString(c, tc.late)        //nolint:errcheck
+						close(lateSent)
 						continue
 					}
 					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URI().Path()), req.URI().Path())
@@ -143,7 +145,7 @@ func TestUpstreamLateBytesNeverReachAnotherClient(t *testing.T) {
 			if strings.Contains(first, "FORGED") || strings.Contains(first, "forged") {
 				t.Fatalf("first client got the forged bytes: %q", first)
 			}
-			time.Sleep(150 * time.Millisecond) // the late bytes are on the idle connection now
+			<-lateSent // the late bytes are on the idle connection now
 			for i := range 3 {
 				got, _ := rawClient(t, addr, fmt.Sprintf("GET /next%d HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n", i), 5*time.Second)
 				if statusOf(got) != "HTTP/1.1 200 OK" || !strings.HasSuffix(got, fmt.Sprintf("/next%d", i)) {
