@@ -41,11 +41,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app := &ucli.App{
 		Name:        "vkp",
 		Usage:       "a reverse proxy that mirrors production traffic to a shadow service",
-		UsageText:   "vkp serve --config vkp.json\n   vkp validate --config vkp.json\n   vkp version",
+		UsageText:   "vkp serve --config vkp.json   (or: vkp proxy -c vkp.json, as VKProxy's CLI)\n   vkp validate --config vkp.json\n   vkp version | vkp --version",
 		Writer:      stdout,
 		ErrWriter:   stderr,
 		Version:     Version,
-		HideVersion: true,
 		Description: "vkp reads VKProxy-format JSON (ReverseProxy.Routes / ReverseProxy.Clusters).\n" +
 			"Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.",
 		Commands: []*ucli.Command{
@@ -55,12 +54,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 				Name:  "version",
 				Usage: "print the version",
 				Action: func(c *ucli.Context) error {
-					fmt.Fprintf(c.App.Writer, "vkp %s (%s, fasthttp v1.74.0)\n", Version, runtime.Version())
+					ucli.VersionPrinter(c)
 					return nil
 				},
 			},
 		},
 		ExitErrHandler: func(*ucli.Context, error) {},
+		CommandNotFound: func(c *ucli.Context, name string) {
+			fmt.Fprintf(c.App.ErrWriter, "vkp: unknown command %q; the commands are serve (alias proxy), validate and version; see vkp --help\n", name)
+			code = ExitUsage
+		},
+	}
+	ucli.VersionPrinter = func(c *ucli.Context) {
+		fmt.Fprintf(c.App.Writer, "vkp %s (%s, fasthttp v1.74.0)\n", Version, runtime.Version())
 	}
 	if err := app.Run(args); err != nil {
 		fmt.Fprintf(stderr, "vkp: %v\n", err)
@@ -123,6 +129,7 @@ func loadConfig(path string, w io.Writer) (*engine.Config, error) {
 func serveCommand(code *int) *ucli.Command {
 	return &ucli.Command{
 		Name:      "serve",
+		Aliases:   []string{"proxy"},
 		Usage:     "run the proxy",
 		UsageText: "vkp serve --config vkp.json [--listen 127.0.0.1:8080]",
 		Flags: []ucli.Flag{

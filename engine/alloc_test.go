@@ -123,7 +123,7 @@ func TestHeaderRewriteAllocatesNothing(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(200, func() {
 			tmpl.CopyTo(&req)
-			rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false)
+			rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false, nil)
 		}); n != 0 {
 			t.Errorf("request, %s: %.1f allocations", name, n)
 		}

@@ -58,6 +58,11 @@ type RouteConfig struct {
 	Statement string
 	Metadata  Metadata
 	metaKeys  []string // Metadata's keys as written, in document order
+	// KeepHost sends the client's Host upstream (the transform
+	// RequestHeaderOriginalHost); by default the destination's Host, else
+	// its address's authority, is sent, as in VKProxy.
+	KeepHost bool
+	xf       *xForwarded // the transform X-Forwarded; nil: vkp's default
 }
 
 // ClusterConfig is one "ReverseProxy.Clusters.<id>" entry.
@@ -250,6 +255,26 @@ func (o *obj) get(key string) (*jnode, string) {
 		}
 	}
 	return nil, join(o.path, key)
+}
+
+// has reports whether the object has key (case-insensitive).
+func (o *obj) has(key string) bool {
+	if o == nil {
+		return false
+	}
+	for _, k := range o.n.keys {
+		if strings.EqualFold(k, key) {
+			return true
+		}
+	}
+	return false
+}
+
+// markKnownAll consumes every key of o: the caller has reported them.
+func markKnownAll(o *obj) {
+	for i := range o.used {
+		o.used[i] = true
+	}
 }
 
 // each visits every entry of a dictionary section (Routes, Clusters).

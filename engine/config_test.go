@@ -116,10 +116,6 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"Destinations[0].Address: empty address"}},
 		{"unknown policy", `{"ReverseProxy": {"Clusters": {"c": {"LoadBalancingPolicy": "First", "Destinations": [{"Address": "a:1"}]}}}}`,
 			[]string{"ReverseProxy.Clusters.c.LoadBalancingPolicy: unknown policy \"First\""}},
-		{"hash without key", `{"ReverseProxy": {"Clusters": {"c": {"LoadBalancingPolicy": "Hash", "Metadata": {"HashBy": "header"}, "Destinations": [{"Address": "a:1"}]}}}}`,
-			[]string{"ReverseProxy.Clusters.c.Metadata.Key: required"}},
-		{"hash bad by", `{"ReverseProxy": {"Clusters": {"c": {"LoadBalancingPolicy": "Hash", "Metadata": {"HashBy": "items", "Key": "k"}, "Destinations": [{"Address": "a:1"}]}}}}`,
-			[]string{"ReverseProxy.Clusters.c.Metadata.HashBy: \"items\" is not supported"}},
 		{"typo key", `{"ReverseProxy": {"Clusters": {"c": {"Destination": [{"Address": "a:1"}]}}}}`,
 			[]string{"ReverseProxy.Clusters.c.Destination: unknown key (did you mean \"Destinations\"?)"}},
 		{"Enabled instead of Enable", `{"ReverseProxy": {"Clusters": {"c": {"HealthCheck": {"Active": {"Enabled": true}}, "Destinations": [{"Address": "a:1"}]}}}}`,
@@ -169,14 +165,29 @@ func TestConfigErrorPositions(t *testing.T) {
 	}
 }
 
+// Hash without a usable HashBy and Key picks at random, as in VKProxy, and
+// says so naming the cluster.
+func TestHashFallsBackToRandom(t *testing.T) {
+	for _, md := range []string{`{}`, `{"HashBy": "header"}`, `{"HashBy": "items", "Key": "k"}`, `{"Key": "k"}`} {
+		cfg := mustConfig(t, `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "c"}},
+		  "Clusters": {"c": {"LoadBalancingPolicy": "Hash", "Metadata": `+md+`, "Destinations": [{"Address": "a:1"}, {"Address": "b:1"}]}}}}`)
+		if p := cfg.Clusters["c"].LoadBalancingPolicy; p != "Random" {
+			t.Errorf("%s: policy %s, want Random", md, p)
+		}
+		if w := strings.Join(cfg.Warnings, "\n"); !strings.Contains(w, `cluster "c" uses Hash but`) || !strings.Contains(w, "picks at random") {
+			t.Errorf("%s: warnings %q", md, w)
+		}
+	}
+}
+
 func TestConfigWarnings(t *testing.T) {
 	cfg := mustConfig(t, `{"ReverseProxy": {
 		"Sni": {},
-		"Routes": {"r": {"ClusterId": "c", "Transforms": [], "Metadata": {"MirrorCluster": "c", "mine": "x",
+		"Routes": {"r": {"ClusterId": "c", "Transforms": [{"PathPrefix": "/x"}], "Metadata": {"MirrorCluster": "c", "mine": "x",
 			"waf_sqli": "Path ~= 'union'", "home_Content": "hi", "OnlyHttps": "true", "Cache": "Memory"}}},
 		"Clusters": {"c": {"HttpRequest": {"Version": "2"}, "Destinations": [{"Address": "a:1"}]}}}}`)
 	all := strings.Join(cfg.Warnings, "\n")
-	for _, w := range []string{"ReverseProxy.Sni: not implemented", "ReverseProxy.Routes.r.Transforms: not implemented",
+	for _, w := range []string{"ReverseProxy.Sni: not implemented", "ReverseProxy.Routes.r.Transforms[0].PathPrefix: transform not implemented",
 		"ReverseProxy.Clusters.c.HttpRequest: not implemented",
 		"Metadata.waf_sqli: not implemented", "Metadata.home_Content: not implemented", "Metadata.OnlyHttps: not implemented",
 		"Metadata.Cache: not implemented"} {
@@ -203,27 +214,45 @@ func TestJSONCComments(t *testing.T) {
 }
 
 func TestParseDuration(t *testing.T) {
+	const d, h, m, sec = 24 * time.Hour, time.Hour, time.Minute, time.Second
 	tests := []struct {
 		in   string
 		want time.Duration
 		bad  bool
 	}{
-		{"00:00:30", 30 * time.Second, false},
-		{"01:02:03", time.Hour + 2*time.Minute + 3*time.Second, false},
-		{"1.00:00:00", 24 * time.Hour, false},
+		// .NET TimeSpan.Parse, invariant culture.
+		{"10", 10 * d, false},
+		{"0", 0, false},
+		{"1.02:30", d + 2*h + 30*m, false},
+		{"02:30", 2*h + 30*m, false},
+		{"00:00:30", 30 * sec, false},
+		{"01:02:03", h + 2*m + 3*sec, false},
+		{"1:2:3", h + 2*m + 3*sec, false},
+		{"1.00:00:00", d, false},
+		{"1:02:00:00", d + 2*h, false},
 		{"00:00:00.5", 500 * time.Millisecond, false},
+		{"00:00:00.250", 250 * time.Millisecond, false},
 		{"00:00:00.0000001", 100 * time.Nanosecond, false},
-		{"-00:00:01", -time.Second, false},
-		{"5s", 5 * time.Second, false},
-		{"1m30s", 90 * time.Second, false},
+		{"1.02:03:04.5", d + 2*h + 3*m + 4*sec + 500*time.Millisecond, false},
+		{"-00:00:01", -sec, false},
+		{" 00:01:00 ", m, false},
+		// Go durations.
+		{"5s", 5 * sec, false},
+		{"1m30s", 90 * sec, false},
+		{"250ms", 250 * time.Millisecond, false},
+		// Refused.
 		{"24:00:00", 0, true},
 		{"00:60:00", 0, true},
-		{"0:0:1", 0, true},
-		{"00:00", 0, true},
+		{"00:00:60", 0, true},
+		{"001:00:00", 0, true},
 		{"00:00:00.12345678", 0, true},
+		{"00:00:00.", 0, true},
+		{"1:2:3:4:5", 0, true},
+		{"1.5", 0, true},
 		{"abc", 0, true},
 		{"", 0, true},
 		{"x.00:00:00", 0, true},
+		{"99999999", 0, true},
 	}
 	for _, tt := range tests {
 		got, err := parseDuration(tt.in)
@@ -249,6 +278,9 @@ func TestParseDestination(t *testing.T) {
 		{"http://h:1?q=1", "", "", false, true},
 		{"http://:1", "", "", false, true},
 		{"unix:/x", "", "", false, true},
+		{"http://unix:/run/app.sock", "/run/app.sock", "", false, false},
+		{"https://UNIX:/run/app.sock", "/run/app.sock", "", true, false},
+		{"http://unix:run/app.sock", "", "", false, true},
 	}
 	for _, tt := range tests {
 		d, err := parseDestination(tt.in)

@@ -53,7 +53,7 @@ func (e *Engine) forward(x *exchange) {
 	tb.B = appendOriginForm(tb.B[:0], &ctx.Request)
 	nt := len(tb.B)
 	tb.B = append(tb.B, h.Host()...)
-	prepareUpstreamRequest(ctx)
+	prepareUpstreamRequest(ctx, r.cfg.xf)
 	deadline := time.Now().Add(r.timeout)
 	sb := pool.Scratch.Get()
 	var err error
@@ -63,7 +63,7 @@ func (e *Engine) forward(x *exchange) {
 			sb.B = append(sb.B, d.base...)
 		}
 		sb.B = append(sb.B, tb.B[:nt]...)
-		setUpstreamHost(h, d, tb.B[nt:])
+		setUpstreamHost(h, d, tb.B[nt:], r.cfg.KeepHost)
 		var stage rtStage
 		stage, err = x.roundTrip(d, sb.B, deadline)
 		if err == nil || attempt > 0 || !x.retryable(stage, err) {
@@ -123,15 +123,17 @@ func appendOriginForm(dst []byte, req *fasthttp.Request) []byte {
 	return dst
 }
 
-// setUpstreamHost sets the Host an attempt on d sends: the destination's
-// Host setting, else the client's, else (an HTTP/1.0 request without one)
-// the destination's authority.
-func setUpstreamHost(h *fasthttp.RequestHeader, d *Destination, clientHost []byte) {
+// setUpstreamHost sets the Host an attempt on d sends, as VKProxy does: the
+// destination's Host setting, else its address's authority; the client's
+// Host only when the route asks for it (the transform
+// RequestHeaderOriginalHost) and there is one. X-Forwarded-Host carries the
+// client's in any case.
+func setUpstreamHost(h *fasthttp.RequestHeader, d *Destination, clientHost []byte, keep bool) {
 	switch {
+	case keep && len(clientHost) > 0:
+		h.SetHostBytes(clientHost)
 	case d.host != "":
 		h.SetHost(d.host)
-	case len(clientHost) > 0:
-		h.SetHostBytes(clientHost)
 	default:
 		h.SetHost(d.authority)
 	}
@@ -174,64 +176,122 @@ func ambiguousPath(p []byte) bool {
 }
 
 // prepareUpstreamRequest rewrites ctx.Request's header for an upstream.
-func prepareUpstreamRequest(ctx *fasthttp.RequestCtx) {
+func prepareUpstreamRequest(ctx *fasthttp.RequestCtx, xf *xForwarded) {
 	var ipBuf [64]byte
-	rewriteForUpstream(&ctx.Request.Header, appendRemoteIP(ipBuf[:0], ctx.RemoteAddr()), ctx.IsTLS())
+	rewriteForUpstream(&ctx.Request.Header, appendRemoteIP(ipBuf[:0], ctx.RemoteAddr()), ctx.IsTLS(), xf)
 }
 
+// xfAction is what vkp does with one X-Forwarded-* field (the route
+// transform "X-Forwarded", as in VKProxy/YARP).
+type xfAction uint8
+
+const (
+	xfAppend xfAction = iota // the client's lines, joined, then vkp's value
+	xfSet                    // vkp's value only
+	xfRemove                 // none: the client's lines go
+	xfOff                    // the client's lines pass as they are
+)
+
+// xForwarded is a route's handling of X-Forwarded-For, -Proto and -Host
+// (in forwardedNames' order), made once per config.
+type xForwarded struct {
+	act   [3]xfAction
+	names []string // the fields it rewrites: all but the Off ones
+}
+
+func newXForwarded(forAct, protoAct, hostAct xfAction) *xForwarded {
+	x := &xForwarded{act: [3]xfAction{forAct, protoAct, hostAct}}
+	for i, n := range forwardedNames {
+		if x.act[i] != xfOff {
+			x.names = append(x.names, n)
+		}
+	}
+	return x
+}
+
+// defaultXForwarded is vkp's default: the client's address appended to
+// X-Forwarded-For, -Proto and -Host set (README: "Decisions where VKProxy
+// differs").
+var defaultXForwarded = newXForwarded(xfAppend, xfSet, xfSet)
+
 // rewriteForUpstream prepares a request header for an upstream, on the main
-// path and for mirror copies alike: hop-by-hop headers out,
-// X-Forwarded-For (client appended), -Proto and -Host set. The target and
-// Host are the caller's, per destination.
-func rewriteForUpstream(h *fasthttp.RequestHeader, clientIP []byte, isTLS bool) {
+// path and for mirror copies alike: hop-by-hop headers out, X-Forwarded-*
+// as xf says (nil: the default). The target and Host are the caller's, per
+// destination.
+func rewriteForUpstream(h *fasthttp.RequestHeader, clientIP []byte, isTLS bool, xf *xForwarded) {
+	if xf == nil {
+		xf = defaultXForwarded
+	}
 	// Host() is the header's own host field: header deletions below do not
 	// move it.
 	clientHost := h.Host()
 	dup := stripHopRequest(h)
-
-	// The client's address goes after every X-Forwarded-For line, joined
-	// into one: appended to the first of several lines, it would sit
-	// before addresses the client wrote, and a service taking the last
-	// entry as the client's would take one the client chose. For the same
-	// reason X-Forwarded-Proto and -Host end up as one line each.
-	sb := pool.Scratch.Get()
-	sb.B = sb.B[:0]
-	for _, v := range h.PeekAll("X-Forwarded-For") {
-		if len(v) > 0 {
-			sb.B = append(append(sb.B, v...), ", "...)
-		}
-	}
-	sb.B = append(sb.B, clientIP...)
 	proto := strHTTP
 	if isTLS {
 		proto = strHTTPS
 	}
-	// One line each from here, and no X-Forwarded-Host without a Host to
-	// report (the client's must not pass as vkp's). SetBytesV replaces a
-	// field's first line only, so fields the client repeated are deleted
-	// whole first; when some name repeats, deletions go through repeated to
-	// keep the order of the other repeated fields (Del moves headers).
-	dropXFH := len(clientHost) == 0 && h.Peek("X-Forwarded-Host") != nil
-	var rep *repeated
-	if dup && (dropXFH || len(h.PeekAll("X-Forwarded-For")) > 1 || len(h.PeekAll("X-Forwarded-Proto")) > 1 || len(h.PeekAll("X-Forwarded-Host")) > 1) {
-		rep = newRepeated()
-		for k, v := range h.All() {
-			rep.collect(k, v, 1<<len(stripNames)-1, apartInRequests)
+	own := [3][]byte{clientIP, proto, clientHost}
+
+	// Appended, the client's address goes after every X-Forwarded-For line,
+	// joined into one: appended to the first of several lines, it would sit
+	// before addresses the client wrote, and a service taking the last
+	// entry as the client's would take one the client chose. For the same
+	// reason each field vkp writes ends up as one line.
+	sb := pool.Scratch.Get()
+	sb.B = sb.B[:0]
+	var span [3][2]int // value i is sb.B[span[i][0]:span[i][1]]; -1: none
+	del := false
+	for i, name := range forwardedNames {
+		act := xf.act[i]
+		span[i] = [2]int{-1, -1}
+		if act == xfOff {
+			continue
 		}
-		rep.keepRepeated(nil)
-		for _, k := range forwardedNames {
+		if i == 2 && len(clientHost) == 0 {
+			act = xfRemove // no X-Forwarded-Host without a Host to report: the client's must not pass as vkp's
+		}
+		n := len(h.PeekAll(name))
+		start := len(sb.B)
+		switch act {
+		case xfAppend:
+			for _, v := range h.PeekAll(name) {
+				if len(v) > 0 {
+					sb.B = append(append(sb.B, v...), ", "...)
+				}
+			}
+			fallthrough
+		case xfSet:
+			sb.B = append(sb.B, own[i]...)
+			span[i] = [2]int{start, len(sb.B)}
+		}
+		// SetBytesV replaces a field's first line only: a field the
+		// client repeated, or one to remove, is deleted whole first.
+		if n > 1 || (act == xfRemove && n > 0) {
+			del = true
+		}
+	}
+	// When some name repeats, deletions go through repeated to keep the
+	// order of the other repeated fields (Del moves headers).
+	var rep *repeated
+	if del {
+		if dup {
+			rep = newRepeated()
+			for k, v := range h.All() {
+				rep.collect(k, v, 1<<len(stripNames)-1, apartInRequests)
+			}
+			rep.keepRepeated(nil)
+		}
+		for _, k := range xf.names {
 			h.Del(k)
 		}
-	} else if dropXFH {
-		h.Del("X-Forwarded-Host")
 	}
-	h.SetBytesV("X-Forwarded-For", sb.B)
-	h.SetBytesV("X-Forwarded-Proto", proto)
-	if len(clientHost) > 0 {
-		h.SetBytesV("X-Forwarded-Host", clientHost)
+	for i, name := range forwardedNames {
+		if span[i][0] >= 0 {
+			h.SetBytesV(name, sb.B[span[i][0]:span[i][1]])
+		}
 	}
 	if rep != nil {
-		rep.restore(h.DelBytes, h.AddBytesKV, forwardedNames)
+		rep.restore(h.DelBytes, h.AddBytesKV, xf.names)
 	}
 	pool.Scratch.Put(sb)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,7 +53,7 @@ func TestForwardHeaders(t *testing.T) {
 	checks := map[string]string{
 		"Echo-Method":              "GET",
 		"Echo-URI":                 "/p/a%20b?x=1&y=2",
-		"Echo-Host":                "api.example.com:8080", // client Host kept when the destination sets none
+		"Echo-Host":                origin, // the destination's authority, as in VKProxy
 		"Echo-X-Forwarded-For":     "10.0.0.1, 127.0.0.1",
 		"Echo-X-Forwarded-Proto":   "http",
 		"Echo-X-Forwarded-Host":    "api.example.com:8080",
@@ -70,6 +71,34 @@ func TestForwardHeaders(t *testing.T) {
 	}
 	if string(resp.Body()) != "origin says hi" || resp.StatusCode() != 200 {
 		t.Fatalf("status %d body %q", resp.StatusCode(), resp.Body())
+	}
+}
+
+// The client's Host goes upstream only when the route asks for it
+// (RequestHeaderOriginalHost); X-Forwarded (Set, Remove, Off) replaces
+// vkp's default handling of X-Forwarded-*.
+func TestForwardTransforms(t *testing.T) {
+	origin := startOrigin(t, echoOrigin)
+	for _, tc := range []struct {
+		transforms string
+		want       map[string]string
+	}{
+		{`[{"RequestHeaderOriginalHost": "true"}]`, map[string]string{"Echo-Host": "api.example.com", "Echo-X-Forwarded-Host": "api.example.com",
+			"Echo-X-Forwarded-For": "10.0.0.1, 127.0.0.1"}},
+		{`[{"X-Forwarded": "Set"}]`, map[string]string{"Echo-Host": origin, "Echo-X-Forwarded-For": "127.0.0.1", "Echo-X-Forwarded-Proto": "http"}},
+		{`[{"X-Forwarded": "Remove"}]`, map[string]string{"Echo-X-Forwarded-For": "", "Echo-X-Forwarded-Proto": "", "Echo-X-Forwarded-Host": ""}},
+		{`[{"X-Forwarded": "Off"}]`, map[string]string{"Echo-X-Forwarded-For": "10.0.0.1", "Echo-X-Forwarded-Proto": "gopher", "Echo-X-Forwarded-Host": ""}},
+		{`[{"X-Forwarded": "Set", "For": "Append"}]`, map[string]string{"Echo-X-Forwarded-For": "10.0.0.1, 127.0.0.1", "Echo-X-Forwarded-Proto": "http"}},
+	} {
+		t.Run(tc.transforms, func(t *testing.T) {
+			c, _ := serveEngine(t, mustEngine(t, oneRoute(`, "Transforms": `+tc.transforms, origin), Options{}))
+			resp := do(t, c, "GET", "/", nil, "Host", "api.example.com", "X-Forwarded-For", "10.0.0.1", "X-Forwarded-Proto", "gopher")
+			for k, want := range tc.want {
+				if got := string(resp.Header.Peek(k)); got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+		})
 	}
 }
 
@@ -413,5 +442,29 @@ func TestForwardKeepsRepeatedFieldOrder(t *testing.T) {
 	}
 	if strings.Join(links, " ") != "<a> <b>" || resp.Header.Peek("Keep-Alive") != nil {
 		t.Errorf("client got Link %q, Keep-Alive %q; want <a> then <b>, no Keep-Alive", links, resp.Header.Peek("Keep-Alive"))
+	}
+}
+
+// A destination on a unix socket (VKProxy's "http://unix:/path" form): the
+// requests reach the app listening on it, with Host: localhost.
+func TestForwardToUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetBodyString("unix " + string(ctx.Path()) + " " + string(ctx.Host()))
+	}}
+	go srv.Serve(ln)                     //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	cfg := `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "c"}},
+	  "Clusters": {"c": {"Destinations": [{"Address": "http://unix:` + path + `"}]}}}}`
+	c, _ := serveEngine(t, mustEngine(t, cfg, Options{}))
+	for range 3 {
+		resp := do(t, c, "GET", "/hi", nil, "Host", "public.example")
+		if resp.StatusCode() != 200 || string(resp.Body()) != "unix /hi localhost" {
+			t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
+		}
 	}
 }

@@ -224,7 +224,7 @@ func testHeaderRewriteAgainstModel(t *testing.T, seed int64) {
 			if err := req.Header.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 				t.Fatalf("%v\n%s", err, raw)
 			}
-			rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false)
+			rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false, nil)
 			want := modelStrip(ls, true)
 			var xff []string
 			for _, v := range want["x-forwarded-for"] {
@@ -277,7 +277,7 @@ func TestHeaderRewriteCases(t *testing.T) {
 
 	// A Connection: close line hides the others from PeekAll.
 	req := readReq("GET / HTTP/1.1\r\nHost: x\r\nConnection: X-Secret\r\nX-Secret: s\r\nConnection: close\r\n\r\n")
-	rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false)
+	rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false, nil)
 	if v := req.Header.Peek("X-Secret"); v != nil {
 		t.Errorf("request: X-Secret, named by a Connection line before 'close', forwarded: %q", v)
 	}
@@ -326,7 +326,7 @@ func TestHeaderRewriteCases(t *testing.T) {
 
 	// Likewise a request's Content-Encoding (the decoding order).
 	req = readReq("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\nContent-Encoding: gzip\r\nX-A: 1\r\nContent-Encoding: br\r\n\r\n")
-	rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false)
+	rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false, nil)
 	if got := all(req.Header.PeekAll("Content-Encoding")); got != "gzip|br" {
 		t.Errorf("request Content-Encoding lines %q, want gzip|br", got)
 	}
@@ -352,7 +352,7 @@ func TestHeaderRewriteCases(t *testing.T) {
 		"GET / HTTP/1.0\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Host: evil2\r\nAccept: a\r\nAccept: b\r\n\r\n",
 	} {
 		req = readReq(raw)
-		rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false)
+		rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false, nil)
 		if v := req.Header.PeekAll("X-Forwarded-Host"); len(v) != 0 {
 			t.Errorf("%q: X-Forwarded-Host %q forwarded", raw, v)
 		}
@@ -363,7 +363,7 @@ func TestHeaderRewriteCases(t *testing.T) {
 
 	// Every X-Forwarded-* line the client sent is replaced.
 	req = readReq("GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Host: evil\r\n\r\n")
-	rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false)
+	rewriteForUpstream(&req.Header, []byte("9.9.9.9"), false, nil)
 	if p, h := all(req.Header.PeekAll("X-Forwarded-Proto")), all(req.Header.PeekAll("X-Forwarded-Host")); p != "http" || h != "x" {
 		t.Errorf("X-Forwarded-Proto %q, X-Forwarded-Host %q; want http, x", p, h)
 	}

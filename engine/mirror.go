@@ -100,6 +100,8 @@ type routeMirror struct {
 	brks      [][]breaker   // [cluster][mirror destination]: mirror_breaker.go
 	routeID   string
 	now       func() int64 // the breakers' clock (Options.Clock)
+	xf        *xForwarded  // the route's X-Forwarded-* handling
+	keepHost  bool         // the route keeps the client's Host (RequestHeaderOriginalHost)
 }
 
 // sample spreads the chosen requests evenly: request n is chosen when
@@ -234,12 +236,12 @@ func (c *Cluster) pickForMirror(j *mirrorJob, dests []*Destination) *Destination
 // destination (target, Host, HTTP/1.1, framing), then the route's
 // MirrorHeaders.
 func prepareMirrorRequest(h *fasthttp.RequestHeader, j *mirrorJob, d *Destination) {
-	rewriteForUpstream(h, j.remoteIP[:j.ipLen], j.tls)
+	rewriteForUpstream(h, j.remoteIP[:j.ipLen], j.tls, j.rm.xf)
 	sb := pool.Scratch.Get()
 	sb.B = append(append(sb.B[:0], d.base...), j.target...)
 	h.SetRequestURIBytes(sb.B)
 	pool.Scratch.Put(sb)
-	setUpstreamHost(h, d, h.Host())
+	setUpstreamHost(h, d, h.Host(), j.rm.keepHost)
 	h.SetProtocolBytes(strHTTP11)
 	if j.bodyLen > 0 || (!h.IsGet() && !h.IsHead()) {
 		h.SetContentLength(j.bodyLen)
@@ -257,7 +259,8 @@ func (c *compiler) compileMirror(r *Route) *routeMirror {
 		return nil
 	}
 	nerr := len(c.errs)
-	rm := &routeMirror{perMyriad: 10000, timeout: DefaultMirrorTimeout, routeID: r.ID, now: c.opts.Clock}
+	rm := &routeMirror{perMyriad: 10000, timeout: DefaultMirrorTimeout, routeID: r.ID, now: c.opts.Clock,
+		xf: r.cfg.xf, keepHost: r.cfg.KeepHost}
 	path := r.metaPath("MirrorCluster")
 	for _, n := range strings.Split(names, ",") {
 		n = strings.TrimSpace(n)

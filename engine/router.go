@@ -95,7 +95,7 @@ func newRouter(routes []*Route) *Router {
 	suffix := map[string]*suffixGroup{}
 	for _, r := range routes {
 		seq := 0
-		for _, h := range r.cfg.Hosts {
+		for _, h := range hostVariants(r.cfg.Hosts) {
 			for _, p := range r.cfg.Paths {
 				e := &entry{route: r, order: r.cfg.Order, seq: seq, methods: r.cfg.Methods}
 				seq++
@@ -143,6 +143,26 @@ func newRouter(routes []*Route) *Router {
 	})
 	sortEntries(rt.any)
 	return rt
+}
+
+// hostVariants adds, for each localhost pattern, the loopback addresses it
+// stands for: "localhost:5000" also matches Host 127.0.0.1:5000 and
+// [::1]:5000, as in VKProxy.
+func hostVariants(hosts []string) []string {
+	out := hosts
+	for _, h := range hosts {
+		name, port := h, ""
+		if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h, "]") {
+			name, port = h[:i], h[i:]
+		}
+		if strings.EqualFold(name, "localhost") {
+			if len(out) == len(hosts) {
+				out = append([]string(nil), hosts...)
+			}
+			out = append(out, "127.0.0.1"+port, "[::1]"+port)
+		}
+	}
+	return out
 }
 
 // hostHasPort reports whether a host (or host pattern) ends in :port.

@@ -133,3 +133,19 @@ func TestBadStatementFailsConfig(t *testing.T) {
 		t.Fatalf("error %q lacks %q", err, want)
 	}
 }
+
+// A localhost pattern also matches the loopback addresses, as in VKProxy.
+func TestLocalhostMatchesLoopback(t *testing.T) {
+	rt := mustEngine(t, `{"ReverseProxy": {"Routes": {
+	    "l": {"ClusterId": "c", "Match": {"Hosts": ["localhost:5000"]}},
+	    "any": {"ClusterId": "c", "Order": 9, "Match": {"Hosts": ["*"]}}},
+	  "Clusters": {"c": {"Destinations": [{"Address": "a:1"}]}}}}`, Options{}).Current().Router
+	for host, want := range map[string]string{
+		"localhost:5000": "l", "127.0.0.1:5000": "l", "[::1]:5000": "l", "LOCALHOST:5000": "l",
+		"127.0.0.1:5001": "any", "[::1]:80": "any", "example.com:5000": "any",
+	} {
+		if r := rt.Match(reqCtx("GET", host, "/")); r == nil || r.ID != want {
+			t.Errorf("Host %s → %v, want route %s", host, r, want)
+		}
+	}
+}

@@ -9,61 +9,97 @@ import (
 	"time"
 )
 
-// parseDuration accepts .NET TimeSpan "c" forms ("hh:mm:ss", "hh:mm:ss.fffffff",
-// "d.hh:mm:ss[.fffffff]", optional leading '-') as VKProxy configs use, and Go
-// durations ("5s", "1m30s"). Negative values are rejected by callers.
+// parseDuration reads a duration as VKProxy configs write them, the .NET
+// TimeSpan grammar (TimeSpan.Parse, invariant culture):
+//
+//	[-]d                        days: "10" is ten days
+//	[-][d.]h:mm                 "1.02:30" is a day, two hours and a half
+//	[-][d.]h:mm:ss[.fffffff]    "00:00:30", "00:00:00.250"
+//	[-]d:h:mm:ss[.fffffff]      "1:02:00:00"
+//
+// with hours 0-23, minutes and seconds 0-59 (one or two digits each) and 1
+// to 7 fraction digits; and Go durations ("5s", "1m30s"). Negative values
+// are rejected by callers.
 func parseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return 0, errors.New("empty duration")
 	}
-	if !strings.Contains(s, ":") {
+	if strings.IndexFunc(s, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }) >= 0 {
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return 0, errors.New(`not a duration: use "hh:mm:ss" or a Go duration like "30s"`)
+			return 0, errors.New(`not a duration: use a TimeSpan ("00:00:30", "1.00:00:00") or a Go duration ("30s")`)
 		}
 		return d, nil
 	}
+	const bad = `not a TimeSpan: want "d", "[d.]hh:mm[:ss[.fffffff]]" or "d:hh:mm:ss[.fffffff]"`
 	neg := false
 	if s[0] == '-' {
 		neg, s = true, s[1:]
 	}
-	var days int64
 	parts := strings.Split(s, ":")
-	if len(parts) != 3 {
-		return 0, errors.New(`not a TimeSpan: want "[d.]hh:mm:ss[.fffffff]"`)
-	}
-	h := parts[0]
-	if i := strings.IndexByte(h, '.'); i >= 0 {
-		d, err := strconv.ParseInt(h[:i], 10, 32)
-		if err != nil || d < 0 || i == 0 {
-			return 0, errors.New(`not a TimeSpan: bad day count`)
+	var days, hours, mins, secs, nanos int64
+	var err error
+	field := func(v string, max int64) int64 {
+		if err != nil {
+			return 0
 		}
-		days, h = d, h[i+1:]
-	}
-	hours, err1 := strconv.ParseInt(h, 10, 32)
-	mins, err2 := strconv.ParseInt(parts[1], 10, 32)
-	secPart, frac, hasFrac := strings.Cut(parts[2], ".")
-	secs, err3 := strconv.ParseInt(secPart, 10, 32)
-	if err1 != nil || err2 != nil || err3 != nil || len(h) == 0 || len(parts[1]) != 2 || len(secPart) != 2 {
-		return 0, errors.New(`not a TimeSpan: want "[d.]hh:mm:ss[.fffffff]"`)
-	}
-	if hours > 23 || mins > 59 || secs > 59 || hours < 0 || mins < 0 || secs < 0 {
-		return 0, errors.New("not a TimeSpan: hours must be 0-23, minutes and seconds 0-59")
-	}
-	var nanos int64
-	if hasFrac {
-		if len(frac) == 0 || len(frac) > 7 {
-			return 0, errors.New("not a TimeSpan: fraction must have 1 to 7 digits")
+		if len(v) == 0 || len(v) > 2 || strings.Trim(v, "0123456789") != "" {
+			err = errors.New(bad)
+			return 0
 		}
-		f, err := strconv.ParseInt(frac, 10, 64)
-		if err != nil || f < 0 {
-			return 0, errors.New("not a TimeSpan: bad fraction")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if n > max {
+			err = fmt.Errorf("not a TimeSpan: %q is out of range (hours 0-23, minutes and seconds 0-59)", v)
 		}
-		for i := len(frac); i < 9; i++ {
-			f *= 10
+		return n
+	}
+	number := func(v string) int64 {
+		if err != nil {
+			return 0
 		}
-		nanos = f
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || n < 0 || n > 10675199 || strings.Trim(v, "0123456789") != "" {
+			err = errors.New(bad)
+		}
+		return n
+	}
+	// Seconds may carry the fraction.
+	last := parts[len(parts)-1]
+	if len(parts) >= 3 {
+		if sec, frac, ok := strings.Cut(last, "."); ok {
+			if len(frac) == 0 || len(frac) > 7 || strings.Trim(frac, "0123456789") != "" {
+				return 0, errors.New("not a TimeSpan: the fraction has 1 to 7 digits")
+			}
+			f, _ := strconv.ParseInt(frac, 10, 64)
+			for i := len(frac); i < 9; i++ {
+				f *= 10
+			}
+			nanos, last = f, sec
+		}
+	}
+	switch len(parts) {
+	case 1: // d
+		days = number(parts[0])
+	case 2, 3: // [d.]hh:mm[:ss]
+		h := parts[0]
+		if d, rest, ok := strings.Cut(h, "."); ok {
+			days, h = number(d), rest
+		}
+		hours = field(h, 23)
+		if len(parts) == 2 {
+			mins = field(last, 59)
+		} else {
+			mins, secs = field(parts[1], 59), field(last, 59)
+		}
+	case 4: // d:hh:mm:ss
+		days = number(parts[0])
+		hours, mins, secs = field(parts[1], 23), field(parts[2], 59), field(last, 59)
+	default:
+		return 0, errors.New(bad)
+	}
+	if err != nil {
+		return 0, err
 	}
 	d := time.Duration(days)*24*time.Hour + time.Duration(hours)*time.Hour +
 		time.Duration(mins)*time.Minute + time.Duration(secs)*time.Second + time.Duration(nanos)

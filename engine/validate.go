@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"net"
 	"net/url"
 	"strconv"
@@ -13,7 +14,7 @@ import (
 // load with a warning naming the key, so a VKProxy config moves over as is.
 var (
 	vkproxyTopKeys     = []string{"Sni", "Limit", "DnsRefreshPeriod", "DnsAddressFamily", "ConnectionTimeout", "RouteCahceSize", "RouteComparison"}
-	vkproxyRouteCfg    = []string{"Transforms", "Limit", "UdpResponses"}
+	vkproxyRouteCfg    = []string{"Limit", "UdpResponses"}
 	vkproxyClusterKeys = []string{"HttpRequest"}
 	vkproxyListenKeys  = []string{"UseSni", "SniId", "RouteId"}
 	vkproxyHTTPClient  = []string{"SslProtocols", "EnableMultipleHttp2Connections", "EnableMultipleHttp3Connections", "AllowAutoRedirect", "RequestHeaderEncoding", "ResponseHeaderEncoding", "WebProxy"}
@@ -138,17 +139,21 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 	}
 	c.Metadata, _ = o.metadata("Metadata")
 	if c.LoadBalancingPolicy == "Hash" {
-		mp := join(path, "Metadata")
+		// As VKProxy: without a usable HashBy and Key, Hash picks at random.
 		by, _ := c.Metadata.Get("HashBy")
-		switch strings.ToLower(by) {
-		case "header", "cookie", "query":
-		case "":
-			l.errorf(join(mp, "HashBy"), nil, "required by LoadBalancingPolicy Hash (header, cookie or query)")
-		default:
-			l.errorf(join(mp, "HashBy"), nil, "%q is not supported (header, cookie or query)", by)
+		key, _ := c.Metadata.Get("Key")
+		why := ""
+		switch {
+		case strings.TrimSpace(by) == "":
+			why = "has no Metadata.HashBy (header, cookie or query)"
+		case !slices.Contains([]string{"header", "cookie", "query"}, strings.ToLower(strings.TrimSpace(by))):
+			why = fmt.Sprintf("has Metadata.HashBy %q, which vkp does not hash by (header, cookie or query)", by)
+		case strings.TrimSpace(key) == "":
+			why = "has no Metadata.Key (the header, cookie or query name)"
 		}
-		if k, _ := c.Metadata.Get("Key"); strings.TrimSpace(k) == "" {
-			l.errorf(join(mp, "Key"), nil, "required by LoadBalancingPolicy Hash (the header, cookie or query name)")
+		if why != "" {
+			l.warnf(join(path, "LoadBalancingPolicy"), "cluster %q uses Hash but %s: it picks at random, as VKProxy does", id, why)
+			c.LoadBalancingPolicy = "Random"
 		}
 	}
 	for _, k := range []string{"SessionAffinity"} {
@@ -327,8 +332,68 @@ func (l *loader) route(cfg *Config, id, path string, v *jnode, defTimeout time.D
 	m.rest()
 
 	r.Metadata, r.metaKeys = o.metadata("Metadata")
+	tn, tp := o.get("Transforms")
+	l.transforms(r, tp, tn)
 	o.rest(vkproxyRouteCfg...)
 	return r
+}
+
+// transforms reads a route's Transforms (VKProxy's YARP-style list of
+// one-transform objects). vkp acts on RequestHeaderOriginalHost and
+// X-Forwarded (with For, Proto, Host); the others are warned about by name.
+func (l *loader) transforms(r *RouteConfig, path string, n *jnode) {
+	if n == nil || n.kind == jNull {
+		return
+	}
+	if n.kind != jArray {
+		l.errorf(path, n, "expected an array of transforms, got %s", n.kind)
+		return
+	}
+	actions := map[string]xfAction{"append": xfAppend, "set": xfSet, "remove": xfRemove, "off": xfOff}
+	for i, it := range n.items {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		o := l.object(ip, it)
+		if o == nil {
+			continue
+		}
+		switch {
+		case o.has("RequestHeaderOriginalHost"):
+			r.KeepHost = o.boolean("RequestHeaderOriginalHost", false)
+		case o.has("X-Forwarded"):
+			def, _ := o.str("X-Forwarded")
+			act := func(key string, fallback xfAction) xfAction {
+				v, ok := o.str(key)
+				if !ok {
+					return fallback
+				}
+				a, known := actions[strings.ToLower(strings.TrimSpace(v))]
+				if !known {
+					an, ap := o.get(key)
+					l.errorf(ap, an, "%q: want Set, Append, Remove or Off", v)
+				}
+				return a
+			}
+			forA, protoA, hostA := xfAppend, xfSet, xfSet // vkp's default
+			if strings.TrimSpace(def) != "" {
+				a := act("X-Forwarded", xfAppend)
+				forA, protoA, hostA = a, a, a
+			}
+			r.xf = newXForwarded(act("For", forA), act("Proto", protoA), act("Host", hostA))
+			for _, k := range []string{"Prefix", "HeaderPrefix"} {
+				if o.has(k) {
+					o.get(k)
+					l.warnf(join(ip, k), "not implemented yet, ignored")
+				}
+			}
+		default:
+			for _, k := range o.n.keys {
+				l.warnf(join(ip, k), "transform not implemented yet, ignored")
+			}
+			markKnownAll(o)
+			continue
+		}
+		o.rest()
+	}
 }
 
 func checkHostPattern(h string) error {
@@ -370,11 +435,23 @@ type destAddr struct {
 	base    string // path prefix without trailing '/', may be empty
 }
 
-// parseDestination accepts "http(s)://host[:port][/base]" and "host:port".
+// parseDestination accepts "http(s)://host[:port][/base]", "host:port" and
+// VKProxy's unix-socket form "http://unix:/path/to.sock" (a sidecar's app
+// often listens on one; requests to it carry Host: localhost unless the
+// destination sets Host).
 func parseDestination(s string) (destAddr, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return destAddr{}, fmt.Errorf("empty address (want \"http://host:port\" or \"host:port\")")
+	}
+	for _, scheme := range []string{"http://unix:", "https://unix:"} {
+		if len(s) > len(scheme) && strings.EqualFold(s[:len(scheme)], scheme) {
+			path := s[len(scheme):]
+			if !strings.HasPrefix(path, "/") {
+				return destAddr{}, fmt.Errorf("%q: a unix socket address is \"http://unix:/absolute/path.sock\"", s)
+			}
+			return destAddr{network: "unix", addr: path, host: "localhost", tls: scheme[4] == 's'}, nil
+		}
 	}
 	if !strings.Contains(s, "://") {
 		host, port, err := net.SplitHostPort(s)

@@ -23,6 +23,9 @@ type evalFunc func(ctx *fasthttp.RequestCtx) bool
 // an *Error with the position of the offending token.
 func Compile(src string) (pred *Predicate, err error) {
 	defer catch(&err)
+	if err := newerSyntax(src, false); err != nil {
+		return nil, err
+	}
 	p := newParser(src, 0)
 	n := p.parseStatement()
 	c := compiler{src: src}
@@ -272,6 +275,8 @@ func (c *compiler) boolLit(f fieldRef, l literal) bool {
 	switch {
 	case l.kind == litBool:
 		return l.b
+	case l.kind == litNumber:
+		return l.num != 0 // as VKProxy converts: IsHttps = 0 is IsHttps = false
 	case l.kind == litString && strings.EqualFold(l.str, "true"):
 		return true
 	case l.kind == litString && strings.EqualFold(l.str, "false"):

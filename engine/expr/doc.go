@@ -80,8 +80,9 @@
 //   - ContentLength takes numbers, numeric strings and null; "~=" on it is an
 //     error. true/false compared with a text field compare as the text
 //     "true"/"false".
-//   - IsHttps and HasFormContentType take =, != and in with true/false (or
-//     the strings 'true'/'false'). A bare boolean field means "= true":
+//   - IsHttps and HasFormContentType take =, != and in with true/false, the
+//     strings 'true'/'false', or numbers (0 is false, any other number true,
+//     as VKProxy converts them). A bare boolean field means "= true":
 //     "IsHttps and Path = '/'", "not IsHttps".
 //   - "in" lists may mix strings, numbers, booleans and null; each element
 //     is compared as above.
@@ -124,4 +125,8 @@
 // digits and booleans "true"/"false". Output keeps the request's case
 // (VKProxy upper-cased it). An empty template, "{}", an unmatched brace and
 // unknown fields are compile errors.
+//
+// VKProxy's newer syntax (Request.Path == '/a' && ..., templates
+// {{Request.Path}}) is not compiled: the error shows the same condition in
+// this language.
 package expr

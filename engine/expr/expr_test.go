@@ -301,7 +301,6 @@ func TestCompileErrors(t *testing.T) {
 		{"cl regex", `ContentLength ~= '1'`, 1, 15, "~=", "~= is not supported"},
 		{"cl in text", `ContentLength in (1, 'x')`, 1, 22, "'x'", "compares with numbers"},
 		{"cl lt null", `ContentLength < null`, 1, 15, "<", "cannot compare with null"},
-		{"bool with number", `IsHttps = 1`, 1, 11, "1", "true or false"},
 		{"bool with null", `HasFormContentType = null`, 1, 22, "null", "true or false"},
 		{"bool with text", `IsHttps in (true, 'yes')`, 1, 19, "'yes'", "true or false"},
 		{"bool ordering", `IsHttps > true`, 1, 9, ">", "not supported"},
@@ -409,5 +408,42 @@ func TestParseNum(t *testing.T) {
 				t.Errorf("parseNum(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
 			}
 		})
+	}
+}
+
+// VKProxy compares boolean fields with numbers as Convert.ToBoolean does:
+// 0 is false, anything else true.
+func TestBoolFieldsTakeNumbers(t *testing.T) {
+	https := baseCtx()
+	for src, want := range map[string]bool{
+		"IsHttps = 0": true, "IsHttps = 1": false, "IsHttps != 0": false, "IsHttps in (0)": true,
+		"IsHttps in (1, 2)": false, "HasFormContentType = 0": true,
+	} {
+		p, err := Compile(src)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if got := p.Eval(https); got != want {
+			t.Errorf("%s on a plain-HTTP GET = %v, want %v", src, got, want)
+		}
+	}
+}
+
+// VKProxy's newer syntax is refused with the supported spelling of the same
+// condition.
+func TestNewerSyntaxNamed(t *testing.T) {
+	for src, want := range map[string]string{
+		"Request.Path == '/a'": "write it as: Path = '/a'",
+		"Request.Method == 'GET' && Request.Headers['x-env'] == 'test'": "write it as: Method = 'GET' and Header('x-env') = 'test'",
+		"Request.Headers.['x-env'] == 'test' || Request.IsHttps == true":  "write it as: Header('x-env') = 'test' or IsHttps = true",
+	} {
+		_, err := Compile(src)
+		if err == nil || !strings.Contains(err.Error(), "newer statement syntax") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v; want it to say %q", src, err, want)
+		}
+	}
+	_, err := CompileTemplate("{{Request.Path}}_{{Request.Method}}")
+	if err == nil || !strings.Contains(err.Error(), "write it as: {Path}_{Method}") {
+		t.Errorf("template: %v", err)
 	}
 }

@@ -27,6 +27,9 @@ func CompileTemplate(src string) (tmpl *Template, err error) {
 	if src == "" {
 		panic(bailout{newError(src, 0, "", "empty template")})
 	}
+	if err := newerSyntax(src, true); err != nil {
+		return nil, err
+	}
 	t := &Template{src: src}
 	var lit []byte
 	flush := func() {
