@@ -39,12 +39,12 @@ func Run(args []string) int {
 func run(args []string, stdout, stderr io.Writer) int {
 	code := ExitOK
 	app := &ucli.App{
-		Name:        "vkp",
-		Usage:       "a reverse proxy that mirrors production traffic to a shadow service",
-		UsageText:   "vkp serve --config vkp.json   (or: vkp proxy -c vkp.json, as VKProxy's CLI)\n   vkp validate --config vkp.json\n   vkp version | vkp --version",
-		Writer:      stdout,
-		ErrWriter:   stderr,
-		Version:     Version,
+		Name:      "vkp",
+		Usage:     "a reverse proxy that mirrors production traffic to a shadow service",
+		UsageText: "vkp serve --config vkp.json   (or: vkp proxy -c vkp.json, as VKProxy's CLI)\n   vkp validate --config vkp.json\n   vkp version | vkp --version",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Version:   Version,
 		Description: "vkp reads VKProxy-format JSON (ReverseProxy.Routes / ReverseProxy.Clusters).\n" +
 			"Exit codes: 0 ok, 1 runtime failure, 2 usage error, 3 invalid config.",
 		Commands: []*ucli.Command{

@@ -2,9 +2,9 @@ package engine
 
 import (
 	"fmt"
-	"slices"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"

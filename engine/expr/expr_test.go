@@ -434,8 +434,8 @@ func TestBoolFieldsTakeNumbers(t *testing.T) {
 func TestNewerSyntaxNamed(t *testing.T) {
 	for src, want := range map[string]string{
 		"Request.Path == '/a'": "write it as: Path = '/a'",
-		"Request.Method == 'GET' && Request.Headers['x-env'] == 'test'": "write it as: Method = 'GET' and Header('x-env') = 'test'",
-		"Request.Headers.['x-env'] == 'test' || Request.IsHttps == true":  "write it as: Header('x-env') = 'test' or IsHttps = true",
+		"Request.Method == 'GET' && Request.Headers['x-env'] == 'test'":  "write it as: Method = 'GET' and Header('x-env') = 'test'",
+		"Request.Headers.['x-env'] == 'test' || Request.IsHttps == true": "write it as: Header('x-env') = 'test' or IsHttps = true",
 	} {
 		_, err := Compile(src)
 		if err == nil || !strings.Contains(err.Error(), "newer statement syntax") || !strings.Contains(err.Error(), want) {

@@ -13,7 +13,7 @@ import (
 var (
 	// requestRef finds Request.Field, Request.Collection['key'] and
 	// Request.Collection.['key'] references.
-	requestRef = regexp.MustCompile(`\bRequest\.([A-Za-z]+)(\.?\[\s*('[^']*'|"[^"]*")\s*\])?`)
+	requestRef  = regexp.MustCompile(`\bRequest\.([A-Za-z]+)(\.?\[\s*('[^']*'|"[^"]*")\s*\])?`)
 	collections = map[string]string{"headers": "Header", "header": "Header", "query": "Query", "cookies": "Cookie", "cookie": "Cookie", "form": "Form"}
 )
 
