@@ -326,8 +326,8 @@ func TestE2EValidate(t *testing.T) {
 		code int
 		out  []string
 	}{
-		{"good", []string{"validate", "--config", write("good.json", e2eConfig("127.0.0.1:1"))}, 0, []string{"ok (1 routes, 1 clusters"}},
-		{"seed mirror", []string{"validate", "--config", "configs/seed-mirror.json"}, 0, []string{"ok (1 routes, 2 clusters, 0 warnings)"}},
+		{"good", []string{"validate", "--config", write("good.json", e2eConfig("127.0.0.1:1"))}, 0, []string{"ok (1 route, 1 cluster"}},
+		{"seed mirror", []string{"validate", "--config", "configs/seed-mirror.json"}, 0, []string{"ok (1 route, 2 clusters, 0 warnings)"}},
 		{"seed a/b", []string{"validate", "--config", "configs/seed-ab.json"}, 0, []string{"ok (2 routes"}},
 		{"malformed", []string{"validate", "--config", write("bad.json", "{\n \"ReverseProxy\": {,\n}")}, 3, []string{"2:", "invalid JSON"}},
 		{"several problems", []string{"validate", "--config", write("bad2.json", `{"ReverseProxy": {"Routes": {"r": {"ClusterId": "x", "Timeout": "1 minute"}}, "Clusters": {"c": {"Destinations": [{"Address": "nope"}]}}}}`)}, 3,

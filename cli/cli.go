@@ -97,8 +97,8 @@ func validateCommand(code *int) *ucli.Command {
 				*code = ExitBadConfig
 				return err
 			}
-			fmt.Fprintf(c.App.Writer, "%s: ok (%d routes, %d clusters, %d warnings)\n",
-				c.String("config"), len(cfg.Routes), len(cfg.Clusters), len(cfg.Warnings))
+			fmt.Fprintf(c.App.Writer, "%s: ok (%s, %s, %s)\n", c.String("config"),
+				plural(len(cfg.Routes), "route"), plural(len(cfg.Clusters), "cluster"), plural(len(cfg.Warnings), "warning"))
 			return nil
 		},
 	}

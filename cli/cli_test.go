@@ -26,7 +26,7 @@ func TestExitCodes(t *testing.T) {
 		code int
 		out  string
 	}{
-		{"validate ok", []string{"vkp", "validate", "--config", good}, ExitOK, "ok (1 routes, 1 clusters"},
+		{"validate ok", []string{"vkp", "validate", "--config", good}, ExitOK, "ok (1 route, 1 cluster"},
 		{"validate bad", []string{"vkp", "validate", "--config", bad}, ExitBadConfig, `cluster "x" is not defined`},
 		{"validate missing file", []string{"vkp", "validate", "--config", filepath.Join(dir, "none.json")}, ExitBadConfig, "no such file"},
 		{"validate without --config", []string{"vkp", "validate"}, ExitUsage, "config"},

@@ -79,7 +79,12 @@ func (c *compiler) route(rc *RouteConfig) *Route {
 	path := "ReverseProxy.Routes." + rc.ID
 	r := &Route{ID: rc.ID, cfg: rc, timeout: rc.Timeout, cluster: c.cluster(rc.ClusterID)}
 	if r.cluster == nil && strings.TrimSpace(rc.ClusterID) != "" { // a missing one was reported by decode
-		c.errorf(path+".ClusterId", "cluster %q is not defined in ReverseProxy.Clusters", rc.ClusterID)
+		if len(c.cfg.Clusters) == 0 {
+			c.errorf(path+".ClusterId", "cluster %q is not defined: the config has no ReverseProxy.Clusters; add "+
+				`"Clusters": {%q: {"Destinations": [{"Address": "http://host:port"}]}} to ReverseProxy`, rc.ClusterID, rc.ClusterID)
+		} else {
+			c.errorf(path+".ClusterId", "cluster %q is not defined in ReverseProxy.Clusters", rc.ClusterID)
+		}
 	}
 	if rc.Statement != "" {
 		p, err := compileStatement(rc)

@@ -32,7 +32,11 @@ func (l *loader) load(root *jnode) *Config {
 	rpNode, rpPath := top.get("ReverseProxy")
 	rp := l.object(rpPath, rpNode)
 	if rp == nil && rpNode == nil {
-		l.errs = append(l.errs, "ReverseProxy: missing; nothing to proxy")
+		msg := "ReverseProxy: missing: nothing to proxy; vkp needs a ReverseProxy section with Routes and Clusters"
+		if top != nil && len(top.n.keys) > 0 {
+			msg += fmt.Sprintf(" (this file has only %s, which vkp reads beside it)", strings.Join(top.n.keys, ", "))
+		}
+		l.errs = append(l.errs, msg)
 	}
 
 	// Listen is top-level in vkp's examples and inside ReverseProxy in VKProxy's.
