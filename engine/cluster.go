@@ -12,18 +12,20 @@ type Destination struct {
 	host      string     // Host header to send; "" keeps the client's
 	authority string     // the address's host[:port], the Host of a request that had none
 	base      []byte     // path prefix, no trailing '/'
-	up        *upstream  // connection pool, shared by every snapshot naming the address and options
-	hs        *hostState // the address's live state, shared likewise
+	addr      destAddr
+	up        *upstream     // connection pool, shared by every snapshot naming the address and options
+	hs        *hostState    // the address's live state, shared likewise
+	inflight  *atomic.Int64 // hs's count of main requests, or of mirror copies for a mirror destination
 }
 
 // Inflight is the number of requests this destination's address is serving.
-func (d *Destination) Inflight() int64 { return d.hs.inflight.Load() }
+func (d *Destination) Inflight() int64 { return d.inflight.Load() }
 
 // Available reports whether the destination may take requests: the one
-// place every policy's pick and the mirror consult. Health checks mark an
-// address down (registry.go); the mirror's breaker is a further, per-route
-// source of "down" for copies (mirror_breaker.go).
-func (d *Destination) Available() bool { return !d.hs.down.Load() }
+// place every policy's pick and the mirror consult. Active and passive
+// health checks mark an address down (health.go); the mirror's breaker is a
+// further, per-route source of "down" for copies (mirror_breaker.go).
+func (d *Destination) Available() bool { return d.hs.available() }
 
 // Cluster is a set of destinations and the policy that picks among them.
 type Cluster struct {
@@ -32,6 +34,8 @@ type Cluster struct {
 	dests       []*Destination
 	mirrorDests []*Destination // same addresses on mirror-only pools; nil unless a route mirrors here
 	picker      Picker
+	passive     *passiveCheck // nil: no passive health check
+	noDest      []byte        // the 503 body when none is available
 
 	// The destinations available now, remade when the registry's
 	// generation moves (an address's availability changed).
@@ -51,10 +55,21 @@ func (c *Cluster) available() []*Destination {
 	if a := c.avail.Load(); a != nil && a.gen == g {
 		return a.dests
 	}
+	// Destinations whose first active check has not answered yet are used
+	// only when no checked one is up: a new instance gets no traffic
+	// before its health check says it is ready, and a starting proxy does
+	// not refuse traffic meanwhile.
 	a := &availList{gen: g, dests: make([]*Destination, 0, len(c.dests))}
 	for _, d := range c.dests {
-		if d.Available() {
+		if d.Available() && !d.hs.pending() {
 			a.dests = append(a.dests, d)
+		}
+	}
+	if len(a.dests) == 0 {
+		for _, d := range c.dests {
+			if d.Available() {
+				a.dests = append(a.dests, d)
+			}
 		}
 	}
 	c.avail.Store(a)

@@ -58,8 +58,13 @@ func compile(cfg *Config, reg *registry, opts *Options) (*Snapshot, []string, er
 	sort.Strings(keys)
 	for _, k := range keys {
 		cc := cfg.Clusters[k]
-		cl := &Cluster{ID: cc.ID, cfg: cc, picker: newPicker(cc, opts.Rand), gen: &reg.gen}
+		cl := &Cluster{ID: cc.ID, cfg: cc, picker: newPicker(cc, opts.Rand), gen: &reg.gen,
+			noDest: []byte(fmt.Sprintf("Service Unavailable: cluster %q has no available destination\n", cc.ID))}
 		cl.dests = c.destinations(cc, false)
+		if pc := cc.HealthCheck.Passive; pc != nil {
+			cl.passive = &passiveCheck{cfg: *pc, cluster: cc.ID, log: opts.Logger,
+				width: max(int64(pc.DetectionWindowSize)/passiveBuckets, 1)}
+		}
 		c.snap.Clusters[k] = cl
 	}
 	for _, rc := range cfg.Routes {
@@ -126,8 +131,13 @@ func (c *compiler) destinations(cc *ClusterConfig, mirror bool) []*Destination {
 			host:      dc.Host,
 			authority: da.host,
 			base:      []byte(da.base),
+			addr:      da,
 			up:        c.reg.pool(da, cc, mirror),
-			hs:        c.reg.host(da, mirror),
+			hs:        c.reg.host(da),
+		}
+		d.inflight = &d.hs.inflight
+		if mirror {
+			d.inflight = &d.hs.mirrorInflight
 		}
 		if !c.seenPools[d.up] {
 			c.seenPools[d.up] = true

@@ -56,8 +56,10 @@ type Options struct {
 	// DefaultBodyBuffer; negative: stream every body no stage needs.
 	BodyBuffer int
 	// Clock replaces the monotonic clock (nanoseconds) of the mirror's
-	// breakers and, later, health checks (tests). Default monoNow.
+	// breakers (tests). Default monoNow.
 	Clock func() int64
+	// UserAgent is what active health checks send. Default "vkp-health".
+	UserAgent string
 }
 
 // Defaults of Options' limits and timeouts (README, "Limits and timeouts").
@@ -84,8 +86,9 @@ type Engine struct {
 	log     *slog.Logger
 	current atomic.Pointer[Snapshot]
 
-	applyMu sync.Mutex // one Apply at a time
-	reg     *registry  // pools and per-address state, shared across snapshots
+	applyMu  sync.Mutex          // one Apply at a time; guards checkers
+	reg      *registry           // pools and per-address state, shared across snapshots
+	checkers map[string]*checker // active health checks, by lower-cased cluster id
 
 	mirror  *mirrorer
 	bodyMem atomic.Int64 // request body bytes held (Options.BodyMemory)
@@ -157,6 +160,9 @@ func (opts *Options) fill() {
 	if opts.Clock == nil {
 		opts.Clock = monoNow
 	}
+	if opts.UserAgent == "" {
+		opts.UserAgent = "vkp-health"
+	}
 }
 
 // New builds an engine serving cfg.
@@ -205,8 +211,46 @@ func (e *Engine) Apply(cfg *Config) error {
 		return err
 	}
 	old := e.current.Swap(s)
+	e.syncCheckers(s)
 	e.reg.retire(old, s)
 	return nil
+}
+
+// syncCheckers runs one active checker per cluster of s that has one: a
+// checker whose cluster, settings and destinations are the same keeps
+// running (no new probes, its streaks kept); the others are replaced or
+// stopped. Called under applyMu.
+func (e *Engine) syncCheckers(s *Snapshot) {
+	if e.checkers == nil {
+		e.checkers = map[string]*checker{}
+	}
+	keep := map[string]bool{}
+	for key, cl := range s.Clusters {
+		ac := cl.cfg.HealthCheck.Active
+		if ac == nil {
+			continue
+		}
+		k := newChecker(cl, ac, e.log, e.opts.UserAgent)
+		old := e.checkers[key]
+		if old != nil && old.spec == k.spec {
+			k.cancel()
+			keep[key] = true
+			continue
+		}
+		// The new one first: an address both check keeps its state.
+		k.start()
+		if old != nil {
+			old.close()
+		}
+		e.checkers[key] = k
+		keep[key] = true
+	}
+	for key, k := range e.checkers {
+		if !keep[key] {
+			k.close()
+			delete(e.checkers, key)
+		}
+	}
 }
 
 // MirrorStats returns the mirror counters.
@@ -231,6 +275,12 @@ func (e *Engine) Close(ctx context.Context) {
 		close(e.stop)
 	}
 	e.stopped.Wait()
+	e.applyMu.Lock()
+	for key, k := range e.checkers {
+		k.close()
+		delete(e.checkers, key)
+	}
+	e.applyMu.Unlock()
 	e.reg.retire(e.current.Load(), nil)
 }
 

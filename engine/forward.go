@@ -38,6 +38,7 @@ func (e *Engine) forward(x *exchange) {
 	d := r.cluster.Pick(&ctx.Request)
 	if d == nil {
 		e.fail(x, ErrNoDestination, nil)
+		ctx.Response.SetBodyRaw(r.cluster.noDest)
 		return
 	}
 	// A body up to --body-buffer is read whole first (when --body-memory
@@ -66,6 +67,9 @@ func (e *Engine) forward(x *exchange) {
 		setUpstreamHost(h, d, tb.B[nt:], r.cfg.KeepHost)
 		var stage rtStage
 		stage, err = x.roundTrip(d, sb.B, deadline)
+		if p := r.cluster.passive; p != nil {
+			p.record(d, transportFailure(err), ctx.Time().UnixNano())
+		}
 		if err == nil || attempt > 0 || !x.retryable(stage, err) {
 			break
 		}

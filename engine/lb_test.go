@@ -10,7 +10,8 @@ import (
 func testDests(n int) []*Destination {
 	d := make([]*Destination, n)
 	for i := range d {
-		d[i] = &Destination{Address: fmt.Sprintf("d%d", i), up: &upstream{}, hs: &hostState{}}
+		hs := &hostState{gen: new(atomic.Uint64)}
+		d[i] = &Destination{Address: fmt.Sprintf("d%d", i), up: &upstream{}, hs: hs, inflight: &hs.inflight}
 	}
 	return d
 }
@@ -145,12 +146,12 @@ func TestClusterPickEdgeCases(t *testing.T) {
 	}
 	d := testDests(2)
 	c := &Cluster{dests: d, gen: &gen, picker: &HashPicker{Rand: func(int) int { t.Fatal("policy ran for one destination"); return 0 }}}
-	d[1].hs.down.Store(true)
+	d[1].hs.active.Store(activeDown)
 	gen.Add(1)
 	if c.Pick(&reqCtx("GET", "h", "/").Request) != d[0] {
 		t.Fatal("the one available destination not returned")
 	}
-	d[0].hs.down.Store(true)
+	d[0].hs.passiveDown.Store(true)
 	gen.Add(1)
 	if c.Pick(&reqCtx("GET", "h", "/").Request) != nil {
 		t.Fatal("a destination picked while none is available")

@@ -65,7 +65,11 @@ func (b *breaker) upAt(now int64) bool {
 // case at one atomic load.
 func (m *routeMirror) anyUp(i int) bool {
 	var now int64
+	dests := m.clusters[i].mirrorDests
 	for k := range m.brks[i] {
+		if !dests[k].Available() { // health checks: the one source of "down" beside the breaker
+			continue
+		}
 		b := &m.brks[i][k]
 		if b.downTill.Load() == 0 {
 			return true
@@ -87,7 +91,7 @@ func (j *mirrorJob) acquireDest() (d *Destination, b *breaker, probe bool) {
 	dests, brks := j.cluster.mirrorDests, j.brks
 	allUp := true
 	for k := range brks {
-		if brks[k].downTill.Load() != 0 {
+		if brks[k].downTill.Load() != 0 || !dests[k].Available() {
 			allUp = false
 			break
 		}
@@ -103,7 +107,7 @@ func (j *mirrorJob) acquireDest() (d *Destination, b *breaker, probe bool) {
 	var buf [16]*Destination
 	up := buf[:0]
 	for k := range brks {
-		if brks[k].upAt(now) {
+		if brks[k].upAt(now) && dests[k].Available() {
 			up = append(up, dests[k])
 		}
 	}

@@ -338,8 +338,8 @@ func (m *mirrorer) sendOnce(j *mirrorJob, d *Destination, h *fasthttp.RequestHea
 		d.up.discard(c)
 		return false, err
 	}
-	d.hs.inflight.Add(1)
-	defer d.hs.inflight.Add(-1)
+	d.inflight.Add(1)
+	defer d.inflight.Add(-1)
 	var body []byte
 	if j.bodyLen > 0 && !j.written {
 		body = j.root().body.B[:j.bodyLen]

@@ -41,11 +41,22 @@ func newRegistry(opts *Options) *registry {
 		pools: map[string]*upstream{}, hosts: map[string]*hostState{}}
 }
 
-// hostState is the live state of one address.
+// hostState is the live state of one address, shared by every cluster and
+// snapshot naming it. Its availability is set by health checks
+// (health.go); a change bumps the registry's generation, so clusters remake
+// their lists of available destinations.
 type hostState struct {
 	key      string
 	inflight atomic.Int64 // requests being served (LeastRequests, PowerOfTwoChoices)
-	down     atomic.Bool  // marked unavailable (health checks)
+	// Copies in flight count apart: they must not steer the main
+	// traffic's least-loaded picks.
+	mirrorInflight atomic.Int64
+
+	active      atomic.Int32 // activeNone, activeUnknown, activeUp, activeDown (health.go)
+	checkers    atomic.Int32 // active checkers probing this address
+	passiveDown atomic.Bool  // failing too often in real traffic, until its reactivation
+	passive     passiveWindow
+	gen         *atomic.Uint64 // the registry's, bumped on every change above
 }
 
 // pool returns the pool for a destination address and cluster options,
@@ -72,17 +83,15 @@ func (r *registry) pool(d destAddr, cc *ClusterConfig, mirror bool) *upstream {
 	return u
 }
 
-// host returns the state of an address, creating it once. Mirror traffic
-// counts apart: copies in flight must not steer the main traffic's
-// least-loaded picks.
-func (r *registry) host(d destAddr, mirror bool) *hostState {
-	key := fmt.Sprintf("%t|%s|%s", mirror, d.network, d.addr)
+// host returns the state of an address, creating it once.
+func (r *registry) host(d destAddr) *hostState {
+	key := d.network + "|" + d.addr
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if h := r.hosts[key]; h != nil {
 		return h
 	}
-	h := &hostState{key: key}
+	h := &hostState{key: key, gen: &r.gen}
 	r.hosts[key] = h
 	return h
 }

@@ -67,11 +67,11 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		return rtNone, err
 	}
 	c.nread = 0
-	d.hs.inflight.Add(1)
+	d.inflight.Add(1)
 	streaming := false
 	defer func() {
 		if !streaming {
-			d.hs.inflight.Add(-1)
+			d.inflight.Add(-1)
 		}
 	}()
 	if stage, err := x.writeRequest(c, d, target); err != nil {
@@ -120,7 +120,7 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		return rtAnswered, nil
 	case n >= 0:
 		s := newRespStream(c, fixedBody, int64(n), reusable)
-		s.hs = d.hs
+		s.inflight = d.inflight
 		x.startStream(s)
 		streaming = true
 		return rtAnswered, nil
@@ -152,7 +152,7 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		return rtAnswered, nil
 	}
 	s.prefix = buf
-	s.hs = d.hs
+	s.inflight = d.inflight
 	if !x.ctx.Request.Header.IsHTTP11() {
 		// An HTTP/1.0 client cannot take a chunked answer: the body goes
 		// as it comes, delimited by the connection's close.
@@ -655,7 +655,7 @@ type respStream struct {
 	reusable bool
 	client   net.Conn
 	writeTO  time.Duration
-	hs       *hostState // its in-flight count is the stream's until it ends
+	inflight *atomic.Int64 // the destination's in-flight count: the stream's until it ends
 }
 
 func newRespStream(c *uconn, kind uint8, n int64, reusable bool) *respStream {
@@ -897,8 +897,8 @@ func (s *respStream) CloseWithError(err error) error {
 		} else {
 			u.discard(c)
 		}
-		if s.hs != nil {
-			s.hs.inflight.Add(-1)
+		if s.inflight != nil {
+			s.inflight.Add(-1)
 		}
 	}
 	*s = respStream{}

@@ -196,7 +196,7 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 	hn, hp := o.get("HealthCheck")
 	if h := l.object(hp, hn); h != nil {
 		an, ap := h.get("Active")
-		if a := l.object(ap, an); a != nil && a.boolean("Enable", false) {
+		if a := l.object(ap, an); a != nil && enabled(a) {
 			ac := &ActiveHealthCheck{
 				Interval: a.duration("Interval", defaultActiveInterval),
 				Timeout:  a.duration("Timeout", defaultActiveTimeout),
@@ -230,14 +230,16 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 			if ac.Passes < 1 || ac.Fails < 1 {
 				l.errorf(ap, an, "Passes and Fails must be at least 1")
 			}
+			if ac.Timeout <= 0 {
+				l.errorf(join(ap, "Timeout"), nil, "must be positive")
+			}
 			a.rest()
 			c.HealthCheck.Active = ac
-			l.warnf(ap, "active health checks not implemented yet; destinations are always considered healthy")
 		} else if a != nil {
-			markKnown(a, "Enable", "Interval", "Timeout", "Policy", "Path", "Query", "Method", "Passes", "Fails")
+			markKnown(a, "Enable", "Enabled", "Interval", "Timeout", "Policy", "Path", "Query", "Method", "Passes", "Fails")
 		}
 		pn, pp := h.get("Passive")
-		if p := l.object(pp, pn); p != nil && p.boolean("Enable", false) {
+		if p := l.object(pp, pn); p != nil && enabled(p) {
 			pc := &PassiveHealthCheck{
 				DetectionWindowSize:        p.duration("DetectionWindowSize", defaultActiveInterval),
 				MinimalTotalCountThreshold: p.integer("MinimalTotalCountThreshold", 10),
@@ -250,11 +252,13 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 			if pc.FailureRateLimit <= 0 || pc.FailureRateLimit > 1 {
 				l.errorf(join(pp, "FailureRateLimit"), nil, "must be in (0, 1]")
 			}
+			if pc.DetectionWindowSize <= 0 || pc.MinimalTotalCountThreshold < 1 {
+				l.errorf(pp, pn, "DetectionWindowSize must be positive and MinimalTotalCountThreshold at least 1")
+			}
 			p.rest()
 			c.HealthCheck.Passive = pc
-			l.warnf(pp, "passive health checks not implemented yet; destinations are always considered healthy")
 		} else if p != nil {
-			markKnown(p, "Enable", "DetectionWindowSize", "MinimalTotalCountThreshold", "FailureRateLimit", "ReactivationPeriod")
+			markKnown(p, "Enable", "Enabled", "DetectionWindowSize", "MinimalTotalCountThreshold", "FailureRateLimit", "ReactivationPeriod")
 		}
 		h.rest()
 	}
@@ -272,9 +276,18 @@ func (l *loader) cluster(id, path string, v *jnode) *ClusterConfig {
 	return c
 }
 
+// enabled reads a health check's switch: "Enable", as VKProxy's code reads
+// it, or "Enabled", as VKProxy's documentation writes it.
+func enabled(o *obj) bool {
+	if o.has("Enabled") {
+		return o.boolean("Enabled", false)
+	}
+	return o.boolean("Enable", false)
+}
+
 // markKnown consumes a disabled section's known keys without reading them
-// (VKProxy ignores a health check whose Enable is not true, and so does vkp),
-// then reports the rest: a section disabled by the typo "Enabled" must say so.
+// (VKProxy ignores a health check that is not enabled, and so does vkp),
+// then reports the rest.
 func markKnown(o *obj, keys ...string) {
 	for _, k := range keys {
 		o.get(k)
