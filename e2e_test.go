@@ -108,6 +108,12 @@ func startVKP(t *testing.T, cfg string, args ...string) *proc {
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return startVKPAt(t, path, args...)
+}
+
+// startVKPAt is startVKP on a config file the test owns.
+func startVKPAt(t *testing.T, path string, args ...string) *proc {
+	t.Helper()
 	p := &proc{stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(vkpBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	p.cmd.Env = append(os.Environ(), "VKP_CONFIG="+path)

@@ -152,6 +152,8 @@ func serveCommand(code *int) *ucli.Command {
 				Usage: "most memory held by request bodies being served whole (mirrored routes, Statements on Form); beyond it bodies stream and their mirror copies are dropped"},
 			&ucli.StringFlag{Name: "body-buffer", EnvVars: []string{"VKP_BODY_BUFFER"}, Value: "1MiB",
 				Usage: "request bodies up to this size are read whole before they are forwarded (within --body-memory); larger ones stream as they arrive; 0 streams every body no stage needs whole"},
+			&ucli.BoolFlag{Name: "watch", EnvVars: []string{"VKP_WATCH"}, Value: true,
+				Usage: "reload the config when its file changes (SIGHUP always reloads); --watch=false turns watching off"},
 			&ucli.DurationFlag{Name: "header-timeout", EnvVars: []string{"VKP_HEADER_TIMEOUT"}, Value: engine.DefaultHeaderTimeout,
 				Usage: "a request header not complete this long after the connection opened (or its first byte, on keep-alive) gets 408 and the connection is closed"},
 			&ucli.DurationFlag{Name: "body-timeout", EnvVars: []string{"VKP_BODY_TIMEOUT"}, Value: engine.DefaultBodyTimeout,
@@ -267,16 +269,38 @@ func serve(c *ucli.Context) error {
 		log.Info("listening", "address", ln.Addr().String(), "routes", len(cfg.Routes), "clusters", len(cfg.Clusters), "version", Version)
 	}
 
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	// Reloads: on SIGHUP (systemd's reload, logrotate), and when the file
+	// changes unless --watch=false.
+	reloader := engine.NewReloader(c.String("config"), eng, log)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	if c.Bool("watch") {
+		go func() {
+			if err := reloader.Watch(watchCtx); err != nil {
+				log.Error("config watch failed; SIGHUP still reloads", "error", err.Error())
+			}
+		}()
+	}
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigc)
 	var runErr error
-	select {
-	case sig := <-sigc:
-		log.Info("shutting down", "signal", sig.String(), "grace", c.Duration("grace").String())
-	case runErr = <-errc:
-		log.Error("server failed", "error", runErr.Error())
+wait:
+	for {
+		select {
+		case sig := <-sigc:
+			if sig == syscall.SIGHUP {
+				reloader.Reload("SIGHUP", true)
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "grace", c.Duration("grace").String())
+			break wait
+		case runErr = <-errc:
+			log.Error("server failed", "error", runErr.Error())
+			break wait
+		}
 	}
+	stopWatch()
 	ctx, cancel := context.WithTimeout(context.Background(), c.Duration("grace"))
 	defer cancel()
 	start := time.Now()
