@@ -8,10 +8,10 @@ import (
 
 // Destination is one configured destination of a cluster in one snapshot.
 type Destination struct {
-	Address   string     // as configured
-	host      string     // Host header to send; "" keeps the client's
-	authority string     // the address's host[:port], the Host of a request that had none
-	base      []byte     // path prefix, no trailing '/'
+	Address   string // as configured
+	host      string // Host header to send; "" keeps the client's
+	authority string // the address's host[:port], the Host of a request that had none
+	base      []byte // path prefix, no trailing '/'
 	addr      destAddr
 	up        *upstream     // connection pool, shared by every snapshot naming the address and options
 	hs        *hostState    // the address's live state, shared likewise

@@ -256,8 +256,8 @@ type passiveWindow struct {
 }
 
 type passiveBucket struct {
-	epoch          atomic.Int64
-	total, failed  atomic.Int64
+	epoch         atomic.Int64
+	total, failed atomic.Int64
 }
 
 const passiveBuckets = 10
