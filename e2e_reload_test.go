@@ -265,7 +265,14 @@ func TestE2EManyReloadsUnderLoad(t *testing.T) {
 		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, want, func() bool { return count(want) > n })
+		deadline := time.Now().Add(20 * time.Second)
+		for count(want) <= n {
+			if time.Now().After(deadline) {
+				log := p.log()
+				t.Fatalf("no %q after 20 s; the log ends:\n%s", want, log[max(0, len(log)-3000):])
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	var g0, r0 int
 	for i := range 100 {

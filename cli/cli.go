@@ -185,6 +185,11 @@ var (
 )
 
 func serve(c *ucli.Context) error {
+	// Signals are taken from the start: a SIGHUP that came before the
+	// reloader existed would otherwise end the process (its default).
+	sigc := make(chan os.Signal, 4)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigc)
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.String("log-level"))
@@ -281,9 +286,6 @@ func serve(c *ucli.Context) error {
 			}
 		}()
 	}
-	sigc := make(chan os.Signal, 4)
-	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigc)
 	var runErr error
 wait:
 	for {
