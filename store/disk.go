@@ -86,13 +86,9 @@ func NewDisk(o DiskOptions) (*Disk, error) {
 		return nil, fmt.Errorf("store: disk: MaxBytes %d and SweepEvery %v must not be negative", o.MaxBytes, o.SweepEvery)
 	}
 	// 0o700: cached responses may carry what only vkp's user should read.
+	// The 256 fan-out directories are made by the first Set into each.
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: disk: %w", err)
-	}
-	for i := 0; i < 256; i++ {
-		if err := os.Mkdir(filepath.Join(o.Dir, fmt.Sprintf("%02x", i)), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("store: disk: %w", err)
-		}
 	}
 	d := &Disk{
 		dir:   o.Dir,
@@ -159,7 +155,7 @@ func (d *Disk) Get(ctx context.Context, key []byte) ([]byte, error) {
 		d.removeIf(&sum, p, fi)
 		return nil, ErrNotFound
 	}
-	d.touch(&sum, h)
+	d.touch(&sum, h, p, fi)
 	return v, nil
 }
 
@@ -239,7 +235,8 @@ func (d *Disk) Set(ctx context.Context, key, val []byte, ttl time.Duration) erro
 }
 
 // writeTemp writes head and val to a new temp file in dir and returns its
-// name. The directory is made again if something removed it.
+// name. The directory is made when missing (the first Set into it, or
+// something removed it).
 func writeTemp(dir string, head, val []byte) (string, error) {
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if errors.Is(err, fs.ErrNotExist) {
@@ -293,12 +290,16 @@ func (d *Disk) Close() error {
 }
 
 // touch marks a hit: the entry becomes the most recently used. A file the
-// index did not know (written by another process) is adopted.
-func (d *Disk) touch(sum *[sha256.Size]byte, h diskHeader) {
+// index does not know (written by another process) is adopted, if it is
+// still the file at p: a Delete since the read must not be undone.
+func (d *Disk) touch(sum *[sha256.Size]byte, h diskHeader, p string, fi fs.FileInfo) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e := d.index[*sum]
 	if e == nil {
+		if cur, err := os.Lstat(p); err != nil || !os.SameFile(cur, fi) {
+			return
+		}
 		e = &diskEntry{sum: *sum, size: h.size(), expires: h.expires}
 		d.index[*sum] = e
 		d.used += e.size
@@ -421,8 +422,15 @@ func (d *Disk) load() error {
 	}
 	var all []found
 	now := d.now().UnixNano()
-	for i := 0; i < 256; i++ {
-		sub := filepath.Join(d.dir, fmt.Sprintf("%02x", i))
+	subs, err := os.ReadDir(d.dir)
+	if err != nil {
+		return fmt.Errorf("store: disk: %w", err)
+	}
+	for _, sd := range subs {
+		if n := sd.Name(); !sd.IsDir() || len(n) != 2 || strings.Trim(n, "0123456789abcdef") != "" {
+			continue
+		}
+		sub := filepath.Join(d.dir, sd.Name())
 		names, err := os.ReadDir(sub)
 		if err != nil {
 			return fmt.Errorf("store: disk: %w", err)
