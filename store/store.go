@@ -26,6 +26,14 @@ type Store interface {
 	Close() error
 }
 
+// SmallGetter is implemented by stores with a faster read for small values
+// that are read far more often than written (the engine's variant index),
+// at the price of the bounded staleness the implementation documents.
+// Otherwise it is Get.
+type SmallGetter interface {
+	GetSmall(ctx context.Context, key []byte) ([]byte, error)
+}
+
 var (
 	// ErrNotFound is returned by Get when no live value is stored under a key.
 	ErrNotFound = errors.New("store: not found")
@@ -55,6 +63,8 @@ var (
 	_ Store = (*Memory)(nil)
 	_ Store = (*Disk)(nil)
 	_ Store = (*Redis)(nil)
+
+	_ SmallGetter = (*Redis)(nil)
 )
 
 // checkSet validates what every Set receives.
