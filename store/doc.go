@@ -8,6 +8,7 @@
 //	store.go      the interface, the errors, MaxKeyLen, interface guards
 //	memory.go     Memory: in the process, on bigcache
 //	disk.go       Disk: one file per key under a directory
+//	diskindex.go  Disk's index: budget, LRU, sweeper, rebuild on start
 //	diskfile.go   Disk's file format
 //	redis.go      Redis: a Redis server shared by vkp instances, on rueidis
 //
