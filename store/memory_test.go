@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,23 @@ func TestBigcacheHalfShard(t *testing.T) {
 	}
 	if need := queueNeed(memoryMaxWrap + expiryLen + 1300<<10); 2*(need+1) <= 2<<20 {
 		t.Fatalf("memoryShards would allow a 1.3 MiB value in a 2 MiB shard")
+	}
+}
+
+// TestMemoryUpFront keeps bigcache's first allocation modest whatever the
+// budget: shards start small and grow by doubling as they fill.
+func TestMemoryUpFront(t *testing.T) {
+	for _, o := range []MemoryOptions{{}, {MaxEntry: 1<<20 + 64<<10}, {MaxBytes: 1 << 30, MaxEntry: 4 << 10}} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		m, err := NewMemory(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		m.Close()
+		if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+			t.Errorf("NewMemory(%+v) with %d shards allocated %.1f MiB up front, want under 8", o, m.Shards(), float64(got)/(1<<20))
+		}
 	}
 }
