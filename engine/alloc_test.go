@@ -5,6 +5,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -171,3 +172,30 @@ func TestProxiedChunkedGETAllocatesNothing(t *testing.T) {
 type readOnly struct{ r *bytes.Reader }
 
 func (r *readOnly) Read(p []byte) (int, error) { return r.r.Read(p) }
+
+// A cache hit from the memory store allocates only what the store's Get
+// does (bigcache copies the entry, and the key for its collision check):
+// the entry is decoded in place and the response points into it.
+func TestCacheHitAllocations(t *testing.T) {
+	body := make([]byte, 4<<10)
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Cache-Control", "max-age=600")
+		ctx.Response.Header.Set("ETag", `"x"`)
+		ctx.SetBody(body)
+	})
+	e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory"}`, origin), Options{})
+	ctx, tmpl := newProxyCtx()
+	proxiedGET(e, ctx, tmpl)
+	proxiedGET(e, ctx, tmpl)
+	if cs := string(ctx.Response.Header.Peek("Cache-Status")); !strings.HasPrefix(cs, "vkp; hit") || len(ctx.Response.Body()) != len(body) {
+		t.Fatalf("second GET: Cache-Status %q, %d bytes", cs, len(ctx.Response.Body()))
+	}
+	st, _ := e.reg.stores.open("memory")
+	key := []byte("r#GET api.example.com/api/items?id=42")
+	storeAllocs := testing.AllocsPerRun(500, func() { st.Get(context.Background(), key) }) //nolint:errcheck
+	n := testing.AllocsPerRun(500, func() { proxiedGET(e, ctx, tmpl) })
+	if n > storeAllocs {
+		t.Fatalf("a cache hit allocates %.2f times, the store's Get %.2f: the engine adds %.2f", n, storeAllocs, n-storeAllocs)
+	}
+	t.Logf("a memory cache hit allocates %.0f times, all in the store's Get", n)
+}

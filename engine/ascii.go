@@ -1,5 +1,7 @@
 package engine
 
+import "unsafe"
+
 // ASCII helpers of the request path: none allocates.
 
 // asciiEqualFold reports whether b equals s without regard to ASCII case.
@@ -61,3 +63,8 @@ func isTokenBytes(b []byte) bool {
 	}
 	return true
 }
+
+// b2s views b as a string without copying, for calls that only read their
+// argument during the call (fasthttp's PeekAll, a store's map lookup). b
+// must not change while the string is in use.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

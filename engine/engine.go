@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/vkp-proxy/vkp/store"
 )
 
 // Options are process-wide settings that do not come from the config file.
@@ -60,7 +62,23 @@ type Options struct {
 	Clock func() int64
 	// UserAgent is what active health checks send. Default "vkp-health".
 	UserAgent string
+	// CacheStores open the response cache's stores by kind ("memory",
+	// "disk", "redis"), the first time a route names one (Metadata.Cache);
+	// the engine closes them in Close. A kind missing here is a config
+	// error for the routes that use it, except "memory", which defaults to
+	// store.NewMemory with its default limits.
+	CacheStores map[string]func() (store.Store, error)
+	// CacheFillMemory bounds the bytes of streamed response bodies being
+	// captured for the cache at once; past it, captures are dropped (the
+	// responses go on, uncached). Default DefaultCacheFillMemory.
+	CacheFillMemory int64
+	// Now replaces the wall clock of the cache's age and freshness
+	// computations (tests). Default time.Now.
+	Now func() time.Time
 }
+
+// DefaultCacheFillMemory is Options.CacheFillMemory's default.
+const DefaultCacheFillMemory = 256 << 20
 
 // Defaults of Options' limits and timeouts (README, "Limits and timeouts").
 const (
@@ -94,6 +112,13 @@ type Engine struct {
 	bodyMem atomic.Int64 // request body bytes held (Options.BodyMemory)
 	stop    chan struct{}
 	stopped sync.WaitGroup
+
+	// The response cache (cache.go, cache_fill.go).
+	fills        fills
+	writer       *storeWriter
+	cacheFillMem atomic.Int64 // streamed bodies being captured (Options.CacheFillMemory)
+	bgRefresh    atomic.Int64 // stale-while-revalidate refreshes in flight
+	bgWG         sync.WaitGroup
 }
 
 // Snapshot is one immutable, compiled configuration. Requests Load() it once
@@ -163,6 +188,25 @@ func (opts *Options) fill() {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "vkp-health"
 	}
+	if opts.CacheFillMemory <= 0 {
+		opts.CacheFillMemory = DefaultCacheFillMemory
+	}
+}
+
+// wallNow is the wall clock of the cache (unix ns).
+func (e *Engine) wallNow() int64 {
+	if e.opts.Now != nil {
+		return e.opts.Now().UnixNano()
+	}
+	return time.Now().UnixNano()
+}
+
+// cacheNow is the time a request is looked up at: when it arrived.
+func (e *Engine) cacheNow(ctx *fasthttp.RequestCtx) int64 {
+	if e.opts.Now != nil {
+		return e.opts.Now().UnixNano()
+	}
+	return ctx.Time().UnixNano()
 }
 
 // New builds an engine serving cfg.
@@ -170,8 +214,12 @@ func New(cfg *Config, opts Options) (*Engine, error) {
 	opts.fill()
 	e := &Engine{opts: opts, log: opts.Logger, stop: make(chan struct{})}
 	e.reg = newRegistry(&e.opts)
+	e.reg.stores = newCacheStores(e.opts.CacheStores)
+	e.writer = newStoreWriter(opts.Logger)
 	e.mirror = newMirrorer(opts, opts.Logger)
 	if err := e.Apply(cfg); err != nil {
+		e.writer.close(context.Background())
+		e.reg.stores.close()
 		return nil, err
 	}
 	e.stopped.Add(1)
@@ -275,6 +323,9 @@ func (e *Engine) Close(ctx context.Context) {
 		close(e.stop)
 	}
 	e.stopped.Wait()
+	e.bgWG.Wait()
+	e.writer.close(ctx)
+	e.reg.stores.close()
 	e.applyMu.Lock()
 	for key, k := range e.checkers {
 		k.close()
@@ -337,6 +388,7 @@ func (e *Engine) NewServer() *fasthttp.Server {
 		Name:                         "",
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
+		NoDefaultDate:                true, // the upstream's Date passes (ensureDate adds one it lacks)
 		MaxRequestBodySize:           e.opts.MaxRequestBodySize,
 		StreamRequestBody:            true,
 		ReadBufferSize:               16 << 10,

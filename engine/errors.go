@@ -76,6 +76,7 @@ func init() {
 // unknown state (a refused framing, a body not read to its end) closes it.
 // Not-found and client mistakes are routine and logged at debug level.
 func (e *Engine) fail(x *exchange, err error, dest *Destination) {
+	x.failed = true
 	e.failCtx(x.ctx, err, x.route, dest)
 	if x.closeClient || !x.body.whole() {
 		x.ctx.SetConnectionClose()

@@ -6,6 +6,9 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // The parsers of what users and peers send: none may panic, and each keeps
@@ -79,6 +82,32 @@ func FuzzChunkedBody(f *testing.F) {
 		out, _ := io.ReadAll(io.LimitReader(r, int64(len(in))+1))
 		if len(out) > len(in) {
 			t.Fatalf("decoded %d bytes from %d", len(out), len(in))
+		}
+	})
+}
+
+// Entries come back from disk and Redis, where anything may have been
+// written: decoding never panics, and what it accepts can be served.
+func FuzzDecodeEntry(f *testing.F) {
+	var h fasthttp.ResponseHeader
+	h.SetStatusCode(200)
+	h.Set("Cache-Control", "max-age=60")
+	h.Set("ETag", `"v"`)
+	hdrs := appendFields(nil, &h)
+	m := entryMeta{flags: entValidators, stored: 1e18, lifetime: time.Minute}
+	f.Add(append(appendEntry(nil, &m, 200, hdrs, []byte("\x02gzip\x00")), "body"...))
+	f.Add(appendIndexEntry(nil, []byte("accept-encoding,origin")))
+	f.Add([]byte{1, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := decodeEntry(b)
+		if err != nil || e.kind != entryResponse {
+			return
+		}
+		var resp fasthttp.Response
+		e.field("ETag")
+		if e.writeTo(&resp, nil) == nil && resp.StatusCode() != e.status {
+			t.Fatalf("status %d, entry says %d", resp.StatusCode(), e.status)
 		}
 	})
 }

@@ -35,12 +35,13 @@ type handler func(x *exchange)
 //
 //  1. CORS preflight (later): a preflight is answered by vkp and never
 //     reaches a cache, a shadow or the origin.
-//  2. cache (later): a hit is answered from the store and is not mirrored:
+//  2. cache: a hit is answered from the store and is not mirrored:
 //     the shadow sees the traffic the origin sees, so the two can be
 //     compared (VKProxy mirrors hits and preflights too).
 //  3. mirror: copies what is forwarded, after the main response.
 //  4. forward (the end of every chain).
 var stages = []stage{
+	cacheStage,
 	mirrorStage,
 }
 

@@ -34,6 +34,10 @@ type registry struct {
 	// gen changes whenever some host's availability does; clusters keep
 	// their list of available destinations until it moves (Cluster.avail).
 	gen atomic.Uint64
+
+	// stores are the cache's stores; nil in a dry run's registry, which
+	// opens nothing.
+	stores *cacheStores
 }
 
 func newRegistry(opts *Options) *registry {

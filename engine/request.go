@@ -23,6 +23,11 @@ type exchange struct {
 	// closeClient is set when the client connection must not carry another
 	// request (its body was not read to the end, or its framing was bad).
 	closeClient bool
+	// failed: the response is vkp's own error answer (fail).
+	failed bool
+	// stream is the response body streaming from the upstream, if it
+	// streams (roundtrip.go).
+	stream *respStream
 }
 
 var (

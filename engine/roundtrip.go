@@ -99,6 +99,7 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 	}
 	resp := &x.ctx.Response
 	h := &resp.Header
+	ensureDate(h)
 	reusable := !h.ConnectionClose() && !c.closeTok && !x.closeClient
 	// vkp answers as an HTTP/1.1 server whatever the upstream spoke: its
 	// framing (chunked, keep-alive) is vkp's own.
@@ -162,6 +163,21 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 	}
 	streaming = true
 	return rtAnswered, nil
+}
+
+// ensureDate gives a response without Date the one RFC 9110 section 6.6.1
+// has a recipient with a clock add. vkp's server passes the upstream's Date
+// through (NoDefaultDate), and fasthttp writes its own only for a header
+// that was reset, so a Date-less header is rebuilt that way. Origins
+// nearly always send Date: this is the rare path.
+func ensureDate(h *fasthttp.ResponseHeader) {
+	if len(h.Peek("Date")) > 0 {
+		return
+	}
+	b := h.AppendBytes(nil)
+	h.Reset()
+	h.SetNoDefaultContentType(true)
+	h.Read(bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)) //nolint:errcheck // fasthttp wrote it
 }
 
 // earlyAnswer reads an answer the upstream sent while vkp was still
@@ -656,6 +672,7 @@ type respStream struct {
 	client   net.Conn
 	writeTO  time.Duration
 	inflight *atomic.Int64 // the destination's in-flight count: the stream's until it ends
+	tee      *cacheTee     // the cache's capture of the body, if any
 }
 
 func newRespStream(c *uconn, kind uint8, n int64, reusable bool) *respStream {
@@ -671,6 +688,7 @@ var respStreamPool = sync.Pool{New: func() any { return new(respStream) }}
 // read from the upstream gets the route's timeout, and a client that leaves
 // while the upstream is quiet is noticed as while waiting for the header.
 func (x *exchange) startStream(s *respStream) {
+	x.stream = s
 	s.c.idleTO = x.route.timeout
 	s.client = x.ctx.Conn()
 	s.writeTO = x.e.opts.WriteTimeout
@@ -752,6 +770,7 @@ func (s *respStream) take(buf *pool.Buffer, done bool, resp *fasthttp.Response) 
 // chunked, which HTTP/1.0 does not have, so the connection is taken over
 // once the handler returns and written by vkp.
 func (x *exchange) streamToHTTP10(s *respStream) {
+	x.stream = s
 	h := &x.ctx.Response.Header
 	h.SetConnectionClose()
 	h.SetContentLength(-2) // neither Content-Length nor Transfer-Encoding
@@ -836,10 +855,21 @@ func (s *respStream) Read(p []byte) (int, error) {
 			s.done = true
 		}
 	}
+	if s.tee != nil && n > 0 {
+		s.tee.write(p[:n])
+	}
 	if err == io.EOF && n > 0 {
 		err = nil
 	}
 	return n, err
+}
+
+// setTee starts the cache's capture of the body, from its first byte.
+func (s *respStream) setTee(t *cacheTee) {
+	s.tee = t
+	if s.prefix != nil {
+		t.write(s.prefix.B[s.poff:])
+	}
 }
 
 // SupportsBodyWriteTo makes fasthttp's server call WriteTo.
@@ -885,6 +915,10 @@ func (s *respStream) WriteTo(w io.Writer) (int64, error) {
 // CloseWithError is called once by fasthttp after writing the body (err is
 // the write's error) or when the response is dropped.
 func (s *respStream) CloseWithError(err error) error {
+	if t := s.tee; t != nil {
+		s.tee = nil
+		t.end(err == nil && s.done)
+	}
 	if s.prefix != nil {
 		pool.Bodies.Put(s.prefix)
 		s.prefix = nil
