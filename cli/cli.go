@@ -7,9 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +20,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/vkp-proxy/vkp/engine"
+	"github.com/vkp-proxy/vkp/store"
 )
 
 // Named exit codes; see doc.go.
@@ -162,6 +166,18 @@ func serveCommand(code *int) *ucli.Command {
 				Usage: "how long a keep-alive client connection may wait for its next request"},
 			&ucli.DurationFlag{Name: "write-timeout", EnvVars: []string{"VKP_WRITE_TIMEOUT"}, Value: engine.DefaultWriteTimeout,
 				Usage: "longest wait for a client to take a buffered response, or each part of a streamed one"},
+			&ucli.StringFlag{Name: "memory-cache-max", EnvVars: []string{"VKP_MEMORY_CACHE_MAX", "VKPROXY_MEMORY_CACHE_MAX"}, Value: "256MiB",
+				Usage: "size of the memory cache store (Cache: Memory); it holds entries up to an eighth of it"},
+			&ucli.StringFlag{Name: "disk-cache", EnvVars: []string{"VKP_DISK_CACHE", "VKPROXY_DISK_CACHE"}, Value: "./cache",
+				Usage: "directory of the disk cache store (Cache: Disk), created when a route uses it; entries survive a restart"},
+			&ucli.StringFlag{Name: "disk-cache-max", EnvVars: []string{"VKP_DISK_CACHE_MAX", "VKPROXY_DISK_CACHE_MAX"}, Value: "1GiB",
+				Usage: "size of the disk cache store; the least recently used entries go first"},
+			&ucli.StringFlag{Name: "redis", EnvVars: []string{"VKP_REDIS", "VKPROXY_REDIS"},
+				Usage: "Redis for the Redis cache store (Cache: Redis): host:port or redis://[user:password@]host:port[/db]"},
+			&ucli.StringFlag{Name: "redis-prefix", EnvVars: []string{"VKP_REDIS_PREFIX"}, Value: store.DefaultRedisPrefix,
+				Usage: "prefix of vkp's keys in Redis"},
+			&ucli.DurationFlag{Name: "redis-timeout", EnvVars: []string{"VKP_REDIS_TIMEOUT"}, Value: store.DefaultRedisTimeout,
+				Usage: "bound of each Redis call; a lookup that takes longer is a miss"},
 		},
 		Action: func(c *ucli.Context) error {
 			err := serve(c)
@@ -177,6 +193,90 @@ func serveCommand(code *int) *ucli.Command {
 			return err
 		},
 	}
+}
+
+// cacheStores reads the cache store flags into the engine's store openers:
+// a store is opened only when a route uses it.
+func cacheStores(c *ucli.Context) (map[string]func() (store.Store, error), error) {
+	memMax, err := engine.ParseSize(c.String("memory-cache-max"))
+	if err != nil || memMax < 1<<20 {
+		return nil, fmt.Errorf("%w: --memory-cache-max %q: want a size of at least 1MiB, like 256MiB", errUsage, c.String("memory-cache-max"))
+	}
+	diskMax, err := engine.ParseSize(c.String("disk-cache-max"))
+	if err != nil || diskMax <= 0 {
+		return nil, fmt.Errorf("%w: --disk-cache-max %q: want a positive size like 1GiB", errUsage, c.String("disk-cache-max"))
+	}
+	dir := c.String("disk-cache")
+	if dir == "" {
+		return nil, fmt.Errorf("%w: --disk-cache must name a directory", errUsage)
+	}
+	if c.Duration("redis-timeout") <= 0 {
+		return nil, fmt.Errorf("%w: --redis-timeout must be positive", errUsage)
+	}
+	stores := map[string]func() (store.Store, error){
+		"memory": func() (store.Store, error) {
+			return store.NewMemory(store.MemoryOptions{MaxBytes: int64(memMax), MaxEntry: int64(memMax) / 8})
+		},
+		"disk": func() (store.Store, error) {
+			return store.NewDisk(store.DiskOptions{Dir: dir, MaxBytes: int64(diskMax)})
+		},
+	}
+	if addr := c.String("redis"); addr != "" {
+		addr, err := redisAddr(addr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --redis: %v", errUsage, err)
+		}
+		prefix, timeout := c.String("redis-prefix"), c.Duration("redis-timeout")
+		stores["redis"] = func() (store.Store, error) {
+			return store.NewRedis(store.RedisOptions{Addr: addr, Prefix: prefix, Timeout: timeout})
+		}
+	}
+	return stores, nil
+}
+
+// redisAddr takes --redis as vkp's store does (host:port, or a redis://
+// or rediss:// URL) or as VKProxy's did, a StackExchange.Redis connection
+// string ("host:port,password=p,ssl=true,defaultDatabase=2"; options
+// other than user, password, ssl and defaultDatabase are ignored, and of
+// several endpoints the first is used).
+func redisAddr(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "://") || !strings.ContainsAny(s, ",=") {
+		return s, nil
+	}
+	u := url.URL{Scheme: "redis"}
+	var user, pass string
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		k, v, isOpt := strings.Cut(part, "=")
+		switch {
+		case part == "":
+		case !isOpt:
+			if u.Host == "" {
+				u.Host = part
+			}
+		case strings.EqualFold(k, "password"):
+			pass = v
+		case strings.EqualFold(k, "user"):
+			user = v
+		case strings.EqualFold(k, "ssl"):
+			if strings.EqualFold(v, "true") {
+				u.Scheme = "rediss"
+			}
+		case strings.EqualFold(k, "defaultDatabase"):
+			if _, err := strconv.Atoi(v); err != nil {
+				return "", fmt.Errorf("defaultDatabase %q is not a number", v)
+			}
+			u.Path = "/" + v
+		}
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q names no host:port", s)
+	}
+	if pass != "" || user != "" {
+		u.User = url.UserPassword(user, pass)
+	}
+	return u.String(), nil
 }
 
 var (
@@ -222,11 +322,16 @@ func serve(c *ucli.Context) error {
 			return fmt.Errorf("%w: --%s must be positive", errUsage, f)
 		}
 	}
+	stores, err := cacheStores(c)
+	if err != nil {
+		return err
+	}
 	cfg, err := loadConfig(c.String("config"), c.App.ErrWriter)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadConfig, err)
 	}
 	eng, err := engine.New(cfg, engine.Options{
+		CacheStores:        stores,
 		MaxRequestBodySize: maxBody, Logger: log,
 		MirrorInflight: c.Int("mirror-inflight"), MirrorQueue: c.Int("mirror-queue"), MirrorMemory: int64(mirrorMem),
 		BodyMemory: int64(bodyMem), BodyBuffer: bodyBuf, HeaderTimeout: c.Duration("header-timeout"), BodyTimeout: c.Duration("body-timeout"),

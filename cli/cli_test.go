@@ -45,3 +45,23 @@ func TestExitCodes(t *testing.T) {
 		})
 	}
 }
+
+func TestRedisAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:6379":    "127.0.0.1:6379",
+		"redis://u:p@h:1/2": "redis://u:p@h:1/2",
+		"localhost:6379,password=s3cret,defaultDatabase=2": "redis://:s3cret@localhost:6379/2",
+		"h:1,ssl=true,abortConnect=false":                  "rediss://h:1",
+		"h:1,h2:2,user=u,password=p":                       "redis://u:p@h:1",
+	} {
+		got, err := redisAddr(in)
+		if err != nil || got != want {
+			t.Errorf("%q: %q %v, want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"password=x", "h:1,defaultDatabase=two"} {
+		if _, err := redisAddr(in); err == nil {
+			t.Errorf("%q: no error", in)
+		}
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vkp-proxy/vkp/internal/redistest"
 )
 
 // storeKind opens fresh stores of one kind for the contract tests.
@@ -25,7 +27,7 @@ type storeKind struct {
 func kinds(parent *testing.T) []storeKind {
 	var (
 		mu  sync.Mutex
-		srv *redisServer
+		srv *redistest.Server
 		n   int
 	)
 	return []storeKind{
@@ -58,12 +60,12 @@ func kinds(parent *testing.T) []storeKind {
 				if srv == nil {
 					// Started for the parent test, so that it outlives
 					// each subtest; the redis subtest checked needRedis.
-					srv = startRedis(parent, freePort(t))
+					srv = redistest.Start(parent, redistest.FreePort(t))
 				}
 				n++
 				prefix := fmt.Sprintf("t%d:", n)
 				mu.Unlock()
-				r, err := NewRedis(RedisOptions{Addr: srv.addr(), Prefix: prefix, MaxEntry: 64 << 10, Timeout: time.Second})
+				r, err := NewRedis(RedisOptions{Addr: srv.Addr(), Prefix: prefix, MaxEntry: 64 << 10, Timeout: time.Second})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -179,7 +181,7 @@ func TestContract(t *testing.T) {
 	for _, k := range kinds(t) {
 		t.Run(k.name, func(t *testing.T) {
 			if k.name == "redis" {
-				needRedis(t)
+				redistest.Need(t)
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
