@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vkp-proxy/vkp/store"
 )
 
 func TestSampleConfigsLoad(t *testing.T) {
@@ -22,7 +24,15 @@ func TestSampleConfigsLoad(t *testing.T) {
 			if len(cfg.Routes) == 0 || len(cfg.Clusters) == 0 {
 				t.Fatalf("%s: %d routes, %d clusters", f, len(cfg.Routes), len(cfg.Clusters))
 			}
-			e, err := New(cfg, Options{})
+			// Stores as serve opens them: a disk directory, and a Redis
+			// that is not there (the store connects in the background).
+			dir := t.TempDir()
+			e, err := New(cfg, Options{CacheStores: map[string]func() (store.Store, error){
+				"disk": func() (store.Store, error) { return store.NewDisk(store.DiskOptions{Dir: dir}) },
+				"redis": func() (store.Store, error) {
+					return store.NewRedis(store.RedisOptions{Addr: deadAddr(t), Timeout: 50 * time.Millisecond})
+				},
+			}})
 			if err != nil {
 				t.Fatal(err)
 			}
