@@ -69,3 +69,20 @@ func BenchmarkProxiedGET(b *testing.B) {
 		b.Fatalf("status %d", ctx.Response.StatusCode())
 	}
 }
+
+// BenchmarkCacheHit is a 4 KiB memory-store hit through the handler.
+func BenchmarkCacheHit(b *testing.B) {
+	body := make([]byte, 4<<10)
+	origin := startOrigin(b, func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set("Cache-Control", "public, max-age=600")
+		ctx.SetBody(body)
+	})
+	e := mustEngine(b, oneRoute(`, "Metadata": {"Cache": "Memory"}`, origin), Options{})
+	ctx, tmpl := newProxyCtx()
+	proxiedGET(e, ctx, tmpl)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		proxiedGET(e, ctx, tmpl)
+	}
+}

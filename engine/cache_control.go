@@ -215,8 +215,9 @@ func parseHTTPDate(b []byte) (t time.Time, ok bool) {
 
 // parseIMFFixdate reads "Sun, 06 Nov 1994 08:49:37 GMT" without allocating.
 func parseIMFFixdate(b []byte) (time.Time, bool) {
+	// Case is not checked: "AUG" and "gmt" are seen in the wild.
 	if len(b) != 29 || b[3] != ',' || b[4] != ' ' || b[7] != ' ' || b[11] != ' ' || b[16] != ' ' ||
-		b[19] != ':' || b[22] != ':' || b[25] != ' ' || string(b[26:]) != "GMT" {
+		b[19] != ':' || b[22] != ':' || b[25] != ' ' || !asciiEqualFold(b[26:], "GMT") {
 		return time.Time{}, false
 	}
 	num := func(s []byte) int {
@@ -233,7 +234,7 @@ func parseIMFFixdate(b []byte) (time.Time, bool) {
 	hh, mm, ss := num(b[17:19]), num(b[20:22]), num(b[23:25])
 	mon := 0
 	for i, m := range [...]string{"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"} {
-		if string(b[8:11]) == m {
+		if asciiEqualFold(b[8:11], m) {
 			mon = i + 1
 			break
 		}

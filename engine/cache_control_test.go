@@ -43,7 +43,7 @@ func TestParseCacheControl(t *testing.T) {
 
 func TestParseHTTPDate(t *testing.T) {
 	want := time.Date(1994, 11, 6, 8, 49, 37, 0, time.UTC)
-	for _, s := range []string{"Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994"} {
+	for _, s := range []string{"Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 NOV 1994 08:49:37 gmt"} {
 		got, ok := parseHTTPDate([]byte(s))
 		if !ok || !got.Equal(want) {
 			t.Errorf("%q: %v %v", s, got, ok)

@@ -302,6 +302,9 @@ func (e *cacheEntry) writeTo(resp *fasthttp.Response, only []string) error {
 	if err != nil {
 		return err
 	}
+	// A block without Content-Length reads as a body delimited by the
+	// connection's close; the body's length is known here.
+	resp.Header.ResetConnectionClose()
 	if only == nil {
 		resp.Header.SetStatusCode(e.status)
 		resp.SetBodyRaw(e.body)

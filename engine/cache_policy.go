@@ -374,7 +374,7 @@ func (p *storePolicy) assess(ri *respInfo, reqCC *cacheControl, reqAuth bool, re
 	default:
 		return m, "no-freshness"
 	}
-	m.lifetime = life
+	m.lifetime = min(life, deltaMax*time.Second) // "Expires: 2286": 68 years will do
 	if !explicit && life == 0 && m.flags&entValidators == 0 && p.cacheTime == 0 {
 		return m, "no-freshness"
 	}

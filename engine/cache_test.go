@@ -141,7 +141,9 @@ func TestCacheStorability(t *testing.T) {
 	cases := []cacheCase{
 		{name: "max-age", answer: fixed(200, "a", "Cache-Control: max-age=60"), steps: []cacheStep{
 			{wantCS: "fwd=uri-miss; stored", wantOrigin: 1, wantBody: "a"},
-			{advance: 10 * time.Second, wantCS: "vkp; hit; ttl=50", wantOrigin: 1, wantBody: "a", wantHdr: []string{"Age: 10"}},
+			// A hit keeps the connection open (a stored block has no
+			// Content-Length: it must not read as close-delimited).
+			{advance: 10 * time.Second, wantCS: "vkp; hit; ttl=50", wantOrigin: 1, wantBody: "a", wantHdr: []string{"Age: 10", "Content-Length: 1"}, noHdr: []string{"Connection"}},
 			{advance: 50 * time.Second, wantCS: "fwd=stale", wantOrigin: 2},
 		}},
 		{name: "the stored Date is served", answer: func(c *testClock, _ originReq, _ int) originResp {
@@ -170,6 +172,7 @@ func TestCacheStorability(t *testing.T) {
 			{advance: 29 * time.Second, wantCS: "hit", wantOrigin: 1},
 			{advance: 2 * time.Second, wantCS: "fwd=stale", wantOrigin: 2},
 		}},
+		{name: "Expires far in the future", answer: fixed(200, "a", "Expires: Sun, 21 Nov 2286 04:46:39 GMT"), steps: storedSteps("stored")},
 		{name: "invalid Expires is already expired", answer: fixed(200, "a", "Expires: 0"), steps: notStoredSteps("stale")},
 		{name: "two Expires are already expired", answer: func(c *testClock, _ originReq, _ int) originResp {
 			return originResp{body: "a", header: []string{"Date: " + c.date(0), "Expires: " + c.date(time.Hour), "Expires: " + c.date(2*time.Hour)}}
