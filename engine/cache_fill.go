@@ -144,6 +144,11 @@ func (f *fetch) complete(reqTime int64) {
 		} else {
 			size += 64 << 10
 		}
+		// Requests waiting for this key go upstream themselves now: the
+		// body arrives as fast as this client takes it, and a slow
+		// client must not hold every other request for the key. The
+		// entry is still stored once the body is whole.
+		f.finish(nil, false)
 		t := &cacheTee{f: f, m: m, names: ri.vary, want: cl}
 		t.buf = appendEntry(make([]byte, 0, size), &m, status, hb.B, vals)
 		pool.Scratch.Put(hb)
@@ -352,7 +357,8 @@ const (
 	fillPass
 
 	hitForPassFor = 10 * time.Second
-	fillsSweepAt  = 4096 // map size from which expired markers are swept
+	fillsSweepAt  = 4096  // map size from which expired markers are swept
+	fillsMax      = 65536 // no more markers past it (many URIs, each uncacheable)
 )
 
 // join returns the key's fill and this request's role in it.
@@ -402,7 +408,7 @@ func (fs *fills) finish(f *fill, raw []byte, pass, keep bool, now int64) {
 	if keep && raw != nil {
 		return
 	}
-	if pass && raw == nil {
+	if pass && raw == nil && len(fs.m) < fillsMax {
 		// A new marker: the finished fill's waiters still hold f.
 		fs.m[f.key] = &fill{key: f.key, passUntil: now + int64(hitForPassFor)}
 		return

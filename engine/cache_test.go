@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -683,5 +684,42 @@ func TestCacheConfigErrors(t *testing.T) {
 	_, err := New(mustConfig(t, oneRoute(`, "Metadata": {"Cache": "Redis"}`, "127.0.0.1:1")), Options{})
 	if err == nil || !strings.Contains(err.Error(), "--redis") {
 		t.Fatalf("Cache Redis without a Redis server: %v", err)
+	}
+}
+
+// A slow client downloading a large body that is being stored does not
+// hold the other requests for its key: they go upstream themselves.
+func TestCacheSlowFillDoesNotHoldOthers(t *testing.T) {
+	// More than the sockets' buffers hold, so the slow client's stream
+	// cannot finish.
+	big := strings.Repeat("x", 40<<20)
+	o := startScriptOrigin(t, func(r originReq) originResp {
+		return originResp{body: big, header: []string{"Cache-Control: max-age=60"}}
+	})
+	e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory"}`, o.addr), Options{})
+	c, addr := serveEngine(t, e)
+	slow, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if _, err := slow.Write([]byte("GET /big HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1024)
+	if _, err := slow.Read(buf); err != nil { // the header is out; now it stops reading
+		t.Fatal(err)
+	}
+	c.ReadTimeout = 3 * time.Second
+	start := time.Now()
+	resp := do(t, c, "GET", "/big", nil, "Host", "x")
+	if len(resp.Body()) != len(big) {
+		t.Fatalf("second client: %d bytes", len(resp.Body()))
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("second client waited %v behind the slow one", d)
+	}
+	if o.count() != 2 {
+		t.Fatalf("origin got %d requests, want 2", o.count())
 	}
 }
