@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,7 +116,13 @@ func startVKP(t *testing.T, cfg string, args ...string) *proc {
 func startVKPAt(t *testing.T, path string, args ...string) *proc {
 	t.Helper()
 	p := &proc{stderr: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
-	p.cmd = exec.Command(vkpBinary(t), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	// The access log is off unless a test asks for it: under the load some
+	// tests send, a line per request would bury what they look for.
+	base := []string{"serve", "--listen", "127.0.0.1:0"}
+	if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--access-log") }) {
+		base = append(base, "--access-log=false")
+	}
+	p.cmd = exec.Command(vkpBinary(t), append(base, args...)...)
 	p.cmd.Env = append(os.Environ(), "VKP_CONFIG="+path)
 	p.cmd.Stderr = lockedWriter{p.mu, p.stderr}
 	if err := p.cmd.Start(); err != nil {
@@ -132,6 +139,13 @@ func startVKPAt(t *testing.T, path string, args ...string) *proc {
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Address != "" {
 				p.addr = l.Address
 				return p
+			}
+			// --log-format text
+			if strings.Contains(line, "msg=listening ") {
+				if _, a, ok := strings.Cut(line, " address="); ok {
+					p.addr, _, _ = strings.Cut(a, " ")
+					return p
+				}
 			}
 		}
 		select {

@@ -14,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/vkp-proxy/vkp/engine"
 	"github.com/vkp-proxy/vkp/store"
@@ -146,6 +148,14 @@ func serveCommand(code *int) *ucli.Command {
 				Usage: "on SIGTERM/SIGINT, how long in-flight requests may take to finish"},
 			&ucli.StringFlag{Name: "log-level", EnvVars: []string{"VKP_LOG_LEVEL"}, Value: "info",
 				Usage: "debug, info, warn or error"},
+			&ucli.StringFlag{Name: "log-format", EnvVars: []string{"VKP_LOG_FORMAT"}, Value: "json",
+				Usage: "json or text (logs go to stderr)"},
+			&ucli.BoolFlag{Name: "access-log", EnvVars: []string{"VKP_ACCESS_LOG"}, Value: true,
+				Usage: "one log line per request (category Vkp.Access); --access-log=false turns it off"},
+			&ucli.StringFlag{Name: "sampler", EnvVars: []string{"VKP_SAMPLER", "VKPROXY_SAMPLER"}, Value: "none",
+				Usage: "log sampling: none, random (the config's RandomProbabilisticSampler.Rules) or trace (a request's lines only when its W3C traceparent is sampled; traceparent goes upstream)"},
+			&ucli.StringFlag{Name: "admin", EnvVars: []string{"VKP_ADMIN"},
+				Usage: "address of the admin listener (/metrics, /healthz, /readyz), e.g. 127.0.0.1:9901; off when not given"},
 			&ucli.IntFlag{Name: "mirror-inflight", EnvVars: []string{"VKP_MIRROR_INFLIGHT"}, Value: engine.DefaultMirrorInflight,
 				Usage: "most mirror copies being sent at once (size it to mirrored req/s × shadow latency)"},
 			&ucli.IntFlag{Name: "mirror-queue", EnvVars: []string{"VKP_MIRROR_QUEUE"}, Value: engine.DefaultMirrorQueue,
@@ -294,7 +304,23 @@ func serve(c *ucli.Context) error {
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.String("log-level"))
 	}
-	log := slog.New(slog.NewJSONHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch strings.ToLower(c.String("log-format")) {
+	case "json":
+		h = slog.NewJSONHandler(c.App.ErrWriter, hopts)
+	case "text":
+		h = slog.NewTextHandler(c.App.ErrWriter, hopts)
+	default:
+		return fmt.Errorf("%w: --log-format %q: want json or text", errUsage, c.String("log-format"))
+	}
+	mode, ok := map[string]int{"none": engine.SampleNone, "random": engine.SampleRandom, "trace": engine.SampleTrace}[strings.ToLower(c.String("sampler"))]
+	if !ok {
+		return fmt.Errorf("%w: --sampler %q: want none, random or trace", errUsage, c.String("sampler"))
+	}
+	sampler := engine.NewSampler(mode)
+	root := slog.New(engine.NewSamplingHandler(h, sampler))
+	log := root.With("category", engine.CatServer)
 	maxBody, err := engine.ParseSize(c.String("max-request-body"))
 	if err != nil {
 		return fmt.Errorf("%w: --max-request-body: %v", errUsage, err)
@@ -326,13 +352,16 @@ func serve(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The reloader's baseline is the file before it is read, so a change
+	// written while vkp starts is applied once the watcher runs.
+	reloader := engine.NewReloader(c.String("config"))
 	cfg, err := loadConfig(c.String("config"), c.App.ErrWriter)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadConfig, err)
 	}
 	eng, err := engine.New(cfg, engine.Options{
-		CacheStores:        stores,
-		MaxRequestBodySize: maxBody, Logger: log,
+		CacheStores: stores, AccessLog: c.Bool("access-log"), Sampler: sampler,
+		MaxRequestBodySize: maxBody, Logger: root,
 		MirrorInflight: c.Int("mirror-inflight"), MirrorQueue: c.Int("mirror-queue"), MirrorMemory: int64(mirrorMem),
 		BodyMemory: int64(bodyMem), BodyBuffer: bodyBuf, HeaderTimeout: c.Duration("header-timeout"), BodyTimeout: c.Duration("body-timeout"),
 		IdleTimeout: c.Duration("idle-timeout"), WriteTimeout: c.Duration("write-timeout"),
@@ -365,6 +394,19 @@ func serve(c *ucli.Context) error {
 		lns = append(lns, ln)
 	}
 
+	var ready atomic.Bool
+	var admin *fasthttp.Server
+	if a := c.String("admin"); a != "" {
+		aln, err := net.Listen("tcp", a)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("%w: --admin %s: %v (the admin listener never shares the proxy's address)", errUsage, a, err)
+		}
+		admin = adminServer(eng, &ready)
+		go admin.Serve(aln) //nolint:errcheck // ends at Shutdown
+		log.Info("admin listening", "address", aln.Addr().String())
+	}
+
 	srv := eng.NewServer()
 	errc := make(chan error, len(lns))
 	var wg sync.WaitGroup
@@ -379,9 +421,11 @@ func serve(c *ucli.Context) error {
 		log.Info("listening", "address", ln.Addr().String(), "routes", len(cfg.Routes), "clusters", len(cfg.Clusters), "version", Version)
 	}
 
+	ready.Store(true)
+
 	// Reloads: on SIGHUP (systemd's reload, logrotate), and when the file
 	// changes unless --watch=false.
-	reloader := engine.NewReloader(c.String("config"), eng, log)
+	reloader.Attach(eng, root.With("category", engine.CatConfig))
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	if c.Bool("watch") {
@@ -408,6 +452,7 @@ wait:
 		}
 	}
 	stopWatch()
+	ready.Store(false) // probes see the drain at once
 	ctx, cancel := context.WithTimeout(context.Background(), c.Duration("grace"))
 	defer cancel()
 	start := time.Now()
@@ -416,8 +461,42 @@ wait:
 	}
 	wg.Wait()
 	eng.Close(ctx)
+	if admin != nil {
+		admin.Shutdown() //nolint:errcheck // shutting down
+	}
 	log.Info("stopped", "drain", time.Since(start).Round(time.Millisecond).String())
 	return runErr
+}
+
+// adminServer serves /metrics (Prometheus text format), /healthz (the
+// process answers) and /readyz (the config is loaded and the proxy
+// listens; 503 while it starts and once it drains).
+func adminServer(eng *engine.Engine, ready *atomic.Bool) *fasthttp.Server {
+	return &fasthttp.Server{
+		Name:                  "",
+		NoDefaultServerHeader: true,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          10 * time.Second,
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			switch string(ctx.Path()) {
+			case "/metrics":
+				ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+				eng.WriteMetrics(ctx)
+			case "/healthz":
+				ctx.SetBodyString("ok\n")
+			case "/readyz":
+				if !ready.Load() {
+					ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+					ctx.SetBodyString("not ready\n")
+					return
+				}
+				ctx.SetBodyString("ready\n")
+			default:
+				ctx.SetStatusCode(fasthttp.StatusNotFound)
+				ctx.SetBodyString("/metrics, /healthz, /readyz\n")
+			}
+		},
+	}
 }
 
 // plural writes "1 problem", "2 problems".

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -198,4 +199,35 @@ func TestCacheHitAllocations(t *testing.T) {
 		t.Fatalf("a cache hit allocates %.2f times, the store's Get %.2f: the engine adds %.2f", n, storeAllocs, n-storeAllocs)
 	}
 	t.Logf("a memory cache hit allocates %.0f times, all in the store's Get", n)
+}
+
+// With the access log on but sampled out (a rule keeping none of
+// Vkp.Access), and the metrics counting, a proxied GET still allocates
+// nothing: the sampler decides before the line is built.
+func TestProxiedGETSampledOutAllocatesNothing(t *testing.T) {
+	body := make([]byte, 128)
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) })
+	s := NewSampler(SampleRandom)
+	var sink bytes.Buffer
+	log := slog.New(NewSamplingHandler(slog.NewJSONHandler(&sink, nil), s))
+	cfg := mustConfig(t, oneRoute("", origin))
+	cfg.LogRules = []LogRule{{Category: CatAccess, Probability: 0}}
+	e, err := New(cfg, Options{Logger: log, AccessLog: true, Sampler: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeEngine(e) })
+	ctx, tmpl := newProxyCtx()
+	proxiedGET(e, ctx, tmpl)
+	if n := testing.AllocsPerRun(500, func() { proxiedGET(e, ctx, tmpl) }); n != 0 {
+		t.Fatalf("a proxied GET with metrics and a sampled-out access log allocates %.2f times", n)
+	}
+	if sink.Len() != 0 {
+		t.Fatalf("sampled-out lines written: %s", sink.String())
+	}
+	var m bytes.Buffer
+	e.WriteMetrics(&m)
+	if !strings.Contains(m.String(), `vkp_requests_total{route="r",code="2xx"} 502`) {
+		t.Fatalf("metrics did not count the requests:\n%s", m.String())
+	}
 }

@@ -63,6 +63,7 @@ type routeCache struct {
 	maxBody int
 	policy  storePolicy
 	timeout time.Duration // the route's: how long a collapsed request waits
+	stats   routeCacheStats
 }
 
 func buildCache(c *compiler, r *Route, next handler) handler {
@@ -87,7 +88,7 @@ func (c *compiler) compileCache(r *Route) *routeCache {
 		return nil
 	}
 	nerr := len(c.errs)
-	rc := &routeCache{prefix: []byte(r.ID + "#"), maxBody: DefaultCacheMaxBody, timeout: r.timeout}
+	rc := &routeCache{prefix: []byte(r.ID + "#"), maxBody: DefaultCacheMaxBody, timeout: r.timeout, stats: c.metrics.cacheStats(r.ID)}
 	switch k := strings.ToLower(strings.TrimSpace(kind)); k {
 	case "", "memory":
 		rc.kind = "memory"
@@ -184,6 +185,7 @@ func (rc *routeCache) serve(x *exchange, next handler) {
 		return
 	}
 	if rc.when != nil && !rc.when(ctx) || rc.when == nil && len(h.Peek("Authorization")) > 0 {
+		rc.stats.bypass.Inc()
 		next(x)
 		addCacheStatus(&ctx.Response.Header, "fwd=bypass", "", 0)
 		return
@@ -195,6 +197,7 @@ func (rc *routeCache) serve(x *exchange, next handler) {
 	if len(kb.B) == len(rc.prefix) {
 		// The CacheKey rendered nothing: the request is not cached
 		// (VKProxy does the same).
+		rc.stats.bypass.Inc()
 		next(x)
 		addCacheStatus(&ctx.Response.Header, "fwd=bypass", "", 0)
 		return
@@ -216,9 +219,12 @@ func (rc *routeCache) serve(x *exchange, next handler) {
 			}
 		}
 		if served {
+			rc.stats.hit.Inc()
+			rc.stats.hitBytes.Add(len(ent.body))
 			return
 		}
 	}
+	rc.stats.miss.Inc()
 	fwd := "uri-miss"
 	switch {
 	case rq.has(ccNoCache):

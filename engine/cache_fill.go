@@ -264,6 +264,7 @@ func updatable(k []byte) bool {
 func (f *fetch) store(raw []byte, m *entryMeta, names, key []byte) {
 	ttl := storeTTL(m)
 	rc, e := f.rc, f.e
+	rc.stats.stored.Inc()
 	pk := f.key[:f.pk]
 	keep := rc.async
 	switch {

@@ -3,6 +3,8 @@ package engine
 import (
 	"sync/atomic"
 
+	"github.com/VictoriaMetrics/metrics"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -36,6 +38,8 @@ type Cluster struct {
 	picker      Picker
 	passive     *passiveCheck // nil: no passive health check
 	noDest      []byte        // the 503 body when none is available
+	// upstreamHist is vkp_upstream_duration_seconds{cluster}.
+	upstreamHist *metrics.PrometheusHistogram
 
 	// The destinations available now, remade when the registry's
 	// generation moves (an address's availability changed).

@@ -34,6 +34,7 @@ type compiler struct {
 	seenPools map[*upstream]bool
 	seenHosts map[*hostState]bool
 	mirrorDst map[*Cluster][]*Destination // mirror destinations, made once per cluster
+	metrics   *metricsBuilder
 }
 
 func (c *compiler) errorf(path, format string, args ...any) {
@@ -51,6 +52,11 @@ func compile(cfg *Config, reg *registry, opts *Options) (*Snapshot, []string, er
 	c := &compiler{cfg: cfg, reg: reg, opts: opts,
 		snap:      &Snapshot{Config: cfg, Clusters: map[string]*Cluster{}},
 		seenPools: map[*upstream]bool{}, seenHosts: map[*hostState]bool{}, mirrorDst: map[*Cluster][]*Destination{}}
+	mm := reg.metrics
+	if mm == nil {
+		mm = newEngineMetrics() // a dry run's: thrown away
+	}
+	c.metrics = &metricsBuilder{m: mm, seen: map[string]bool{}}
 	keys := make([]string, 0, len(cfg.Clusters))
 	for k := range cfg.Clusters {
 		keys = append(keys, k)
@@ -61,8 +67,18 @@ func compile(cfg *Config, reg *registry, opts *Options) (*Snapshot, []string, er
 		cl := &Cluster{ID: cc.ID, cfg: cc, picker: newPicker(cc, opts.Rand), gen: &reg.gen,
 			noDest: []byte(fmt.Sprintf("Service Unavailable: cluster %q has no available destination\n", cc.ID))}
 		cl.dests = c.destinations(cc, false)
+		cl.upstreamHist = c.metrics.histogram(`vkp_upstream_duration_seconds{cluster="` + labelValue(cc.ID) + `"}`)
+		for _, d := range cl.dests {
+			hs := d.hs
+			c.metrics.gauge(`vkp_destination_up{cluster="`+labelValue(cc.ID)+`",destination="`+labelValue(d.Address)+`"}`, func() float64 {
+				if hs.available() {
+					return 1
+				}
+				return 0
+			})
+		}
 		if pc := cc.HealthCheck.Passive; pc != nil {
-			cl.passive = &passiveCheck{cfg: *pc, cluster: cc.ID, log: opts.Logger,
+			cl.passive = &passiveCheck{cfg: *pc, cluster: cc.ID, log: opts.Logger.With("category", CatHealth),
 				width: max(int64(pc.DetectionWindowSize)/passiveBuckets, 1)}
 		}
 		c.snap.Clusters[k] = cl
@@ -74,6 +90,10 @@ func compile(cfg *Config, reg *registry, opts *Options) (*Snapshot, []string, er
 		}
 	}
 	c.snap.Router = newRouter(c.snap.Routes)
+	c.snap.metricNames = c.metrics.names
+	if reg.metrics != nil {
+		reg.metrics.adopt(c.snap.metricNames)
+	}
 	if len(c.errs) > 0 {
 		return c.snap, c.warns, &ConfigError{Problems: c.errs, Warnings: c.warns}
 	}
@@ -82,7 +102,7 @@ func compile(cfg *Config, reg *registry, opts *Options) (*Snapshot, []string, er
 
 func (c *compiler) route(rc *RouteConfig) *Route {
 	path := "ReverseProxy.Routes." + rc.ID
-	r := &Route{ID: rc.ID, cfg: rc, timeout: rc.Timeout, cluster: c.cluster(rc.ClusterID)}
+	r := &Route{ID: rc.ID, cfg: rc, timeout: rc.Timeout, cluster: c.cluster(rc.ClusterID), stats: c.metrics.statusCounters(rc.ID)}
 	if r.cluster == nil && strings.TrimSpace(rc.ClusterID) != "" { // a missing one was reported by decode
 		if len(c.cfg.Clusters) == 0 {
 			c.errorf(path+".ClusterId", "cluster %q is not defined: the config has no ReverseProxy.Clusters; add "+

@@ -23,6 +23,9 @@ type Config struct {
 	Clusters map[string]*ClusterConfig
 	// Warnings name keys vkp accepts but does not act on yet, and the like.
 	Warnings []string
+	// LogRules are RandomProbabilisticSampler.Rules: log sampling with
+	// --sampler random.
+	LogRules []LogRule
 
 	src []byte         // the document, for line:col
 	pos map[string]int // lower-cased JSON path → offset of its value

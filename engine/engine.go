@@ -75,6 +75,12 @@ type Options struct {
 	// Now replaces the wall clock of the cache's age and freshness
 	// computations (tests). Default time.Now.
 	Now func() time.Time
+	// AccessLog writes one line per request (category Vkp.Access) to
+	// Logger. Default off; serve turns it on (--access-log).
+	AccessLog bool
+	// Sampler decides which log lines are written (--sampler). nil: all.
+	// Its rules come from the config (RandomProbabilisticSampler.Rules).
+	Sampler *Sampler
 }
 
 // DefaultCacheFillMemory is Options.CacheFillMemory's default.
@@ -113,6 +119,10 @@ type Engine struct {
 	stop    chan struct{}
 	stopped sync.WaitGroup
 
+	access  *slog.Logger // the access log; nil: off
+	metrics *engineMetrics
+	served  atomic.Int64 // requests being served (vkp_requests_in_flight)
+
 	// The response cache (cache.go, cache_fill.go).
 	fills        fills
 	writer       *storeWriter
@@ -133,8 +143,9 @@ type Snapshot struct {
 	readsBody bool
 	// What the snapshot uses in the registry: retired when a snapshot
 	// that does not use them replaces this one.
-	pools []*upstream
-	hosts []*hostState
+	pools       []*upstream
+	hosts       []*hostState
+	metricNames []string
 }
 
 // Route is a compiled route: its matcher parts and its handler chain.
@@ -145,6 +156,7 @@ type Route struct {
 	timeout time.Duration
 	match   func(*fasthttp.RequestCtx) bool // Statement; nil accepts all
 	handler handler
+	stats   statusCounters
 }
 
 // fill sets the defaults of the options left zero.
@@ -212,11 +224,17 @@ func (e *Engine) cacheNow(ctx *fasthttp.RequestCtx) int64 {
 // New builds an engine serving cfg.
 func New(cfg *Config, opts Options) (*Engine, error) {
 	opts.fill()
-	e := &Engine{opts: opts, log: opts.Logger, stop: make(chan struct{})}
+	e := &Engine{opts: opts, log: opts.Logger.With("category", CatProxy), stop: make(chan struct{})}
+	if opts.AccessLog {
+		e.access = opts.Logger.With("category", CatAccess)
+	}
+	e.metrics = newEngineMetrics()
 	e.reg = newRegistry(&e.opts)
 	e.reg.stores = newCacheStores(e.opts.CacheStores)
-	e.writer = newStoreWriter(opts.Logger)
-	e.mirror = newMirrorer(opts, opts.Logger)
+	e.reg.metrics = e.metrics
+	e.writer = newStoreWriter(opts.Logger.With("category", CatCache))
+	e.mirror = newMirrorer(opts, opts.Logger.With("category", CatMirror))
+	e.metrics.watchMirror(e.mirror)
 	if err := e.Apply(cfg); err != nil {
 		e.writer.close(context.Background())
 		e.reg.stores.close()
@@ -259,6 +277,7 @@ func (e *Engine) Apply(cfg *Config) error {
 		return err
 	}
 	old := e.current.Swap(s)
+	e.opts.Sampler.SetRules(cfg.LogRules)
 	e.syncCheckers(s)
 	e.reg.retire(old, s)
 	return nil
@@ -278,7 +297,7 @@ func (e *Engine) syncCheckers(s *Snapshot) {
 		if ac == nil {
 			continue
 		}
-		k := newChecker(cl, ac, e.log, e.opts.UserAgent)
+		k := newChecker(cl, ac, e.opts.Logger.With("category", CatHealth), e.opts.UserAgent)
 		old := e.checkers[key]
 		if old != nil && old.spec == k.spec {
 			k.cancel()
@@ -314,7 +333,7 @@ func (e *Engine) Close(ctx context.Context) {
 	if st.LatencyN > 0 {
 		mean = st.LatencySum / time.Duration(st.LatencyN)
 	}
-	e.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped, "of_them_in_flight", inflight,
+	e.mirror.log.Info("mirror stopped", "flushed", flushed, "dropped_at_shutdown", dropped, "of_them_in_flight", inflight,
 		"due", st.Due, "sent", st.Sent, "failed", st.Failed, "dropped", st.Dropped, "dropped_down", st.DroppedDown, "dropped_body", st.DroppedBody, "skipped", st.Skipped,
 		"body_bytes", st.BodyBytes, "latency_mean", mean, "latency_max", st.LatencyMax)
 	select {
@@ -336,15 +355,24 @@ func (e *Engine) Close(ctx context.Context) {
 }
 
 // Handle serves one request: check what the client sent, match a route on
-// the current snapshot and run its chain.
+// the current snapshot and run its chain; then count it and write its
+// access log line.
 func (e *Engine) Handle(ctx *fasthttp.RequestCtx) {
+	e.served.Add(1)
+	x := e.acquireExchange(ctx)
+	e.handle(x)
+	e.account(x)
+	x.release()
+	e.served.Add(-1)
+}
+
+func (e *Engine) handle(x *exchange) {
+	ctx := x.ctx
 	if err := checkRequest(&ctx.Request.Header); err != nil {
-		e.failCtx(ctx, err, nil, nil)
+		e.fail(x, err, nil)
 		ctx.SetConnectionClose()
 		return
 	}
-	x := e.acquireExchange(ctx)
-	defer x.release()
 	x.startBody()
 	if x.body.n > e.opts.MaxRequestBodySize {
 		e.fail(x, fasthttp.ErrBodyTooLarge, nil)
@@ -367,11 +395,14 @@ func (e *Engine) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	x.route = r
+	if e.opts.Sampler.Mode() == SampleTrace {
+		x.trace = traceUpstream(&ctx.Request.Header)
+	}
 	r.handler(x)
 	if !x.body.whole() || x.closeClient {
 		// The rest of the body is still on the connection: it must not be
 		// read as the next request.
-		ctx.SetConnectionClose()
+		x.closeLingering()
 	}
 }
 

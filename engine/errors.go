@@ -77,25 +77,23 @@ func init() {
 // Not-found and client mistakes are routine and logged at debug level.
 func (e *Engine) fail(x *exchange, err error, dest *Destination) {
 	x.failed = true
-	e.failCtx(x.ctx, err, x.route, dest)
+	x.status = statusFor(err)
+	if dest != nil {
+		x.dest = dest
+	}
+	if e.opts.Sampler.Mode() == SampleTrace && !x.trace.sampled() {
+		// A request whose trace is not sampled writes no line.
+		e.failQuiet(x.ctx, err)
+	} else {
+		e.failCtx(x.ctx, err, x.route, dest)
+	}
 	if x.closeClient || !x.body.whole() {
-		x.ctx.SetConnectionClose()
+		x.closeLingering()
 	}
 }
 
 func (e *Engine) failCtx(ctx *fasthttp.RequestCtx, err error, route *Route, dest *Destination) {
-	status := statusFor(err)
-	ctx.Response.Reset()
-	if status == statusClientClosed {
-		// Nothing goes to a client that left (or half-closed): its
-		// connection is closed without an answer, as nginx does.
-		ctx.HijackSetNoResponse(true)
-		ctx.Hijack(func(net.Conn) {})
-	} else {
-		ctx.Response.SetStatusCode(status)
-		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
-		ctx.Response.SetBodyRaw(errorBodies[status])
-	}
+	status := e.failQuiet(ctx, err)
 	level := slog.LevelWarn
 	if status < 500 {
 		level = slog.LevelDebug
@@ -116,6 +114,24 @@ func (e *Engine) failCtx(ctx *fasthttp.RequestCtx, err error, route *Route, dest
 		attrs = append(attrs, slog.String("destination", dest.Address))
 	}
 	e.log.LogAttrs(context.Background(), level, "request failed", attrs...)
+}
+
+// failQuiet writes the error answer without a log line, and returns its
+// status.
+func (e *Engine) failQuiet(ctx *fasthttp.RequestCtx, err error) int {
+	status := statusFor(err)
+	ctx.Response.Reset()
+	if status == statusClientClosed {
+		// Nothing goes to a client that left (or half-closed): its
+		// connection is closed without an answer, as nginx does.
+		ctx.HijackSetNoResponse(true)
+		ctx.Hijack(func(net.Conn) {})
+	} else {
+		ctx.Response.SetStatusCode(status)
+		ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+		ctx.Response.SetBodyRaw(errorBodies[status])
+	}
+	return status
 }
 
 // serverError answers requests fasthttp could not read (bad syntax, body

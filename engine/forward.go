@@ -55,7 +55,8 @@ func (e *Engine) forward(x *exchange) {
 	nt := len(tb.B)
 	tb.B = append(tb.B, h.Host()...)
 	prepareUpstreamRequest(ctx, r.cfg.xf)
-	deadline := time.Now().Add(r.timeout)
+	start := time.Now()
+	deadline := start.Add(r.timeout)
 	sb := pool.Scratch.Get()
 	var err error
 	for attempt := 0; ; attempt++ {
@@ -77,6 +78,9 @@ func (e *Engine) forward(x *exchange) {
 	}
 	pool.Scratch.Put(sb)
 	pool.Scratch.Put(tb)
+	x.dest = d
+	x.upstream = time.Since(start)
+	r.cluster.upstreamHist.Update(x.upstream.Seconds())
 	if err != nil {
 		e.fail(x, err, d)
 		return

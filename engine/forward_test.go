@@ -32,14 +32,6 @@ func echoOrigin(ctx *fasthttp.RequestCtx) {
 	ctx.SetBodyString("origin says hi")
 }
 
-func appendHex(dst, b []byte) []byte {
-	const hex = "0123456789abcdef"
-	for _, c := range b {
-		dst = append(dst, hex[c>>4], hex[c&15])
-	}
-	return dst
-}
-
 func TestForwardHeaders(t *testing.T) {
 	origin := startOrigin(t, echoOrigin)
 	c, _ := serveEngine(t, mustEngine(t, oneRoute("", origin), Options{}))

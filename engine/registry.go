@@ -35,9 +35,10 @@ type registry struct {
 	// their list of available destinations until it moves (Cluster.avail).
 	gen atomic.Uint64
 
-	// stores are the cache's stores; nil in a dry run's registry, which
-	// opens nothing.
-	stores *cacheStores
+	// stores are the cache's stores, metrics the engine's metric set; nil
+	// in a dry run's registry, which opens and registers nothing.
+	stores  *cacheStores
+	metrics *engineMetrics
 }
 
 func newRegistry(opts *Options) *registry {
@@ -131,6 +132,9 @@ func (r *registry) retire(old, cur *Snapshot) {
 	r.mu.Unlock()
 	for _, u := range closing {
 		u.close()
+	}
+	if r.metrics != nil {
+		r.metrics.release(old.metricNames)
 	}
 }
 

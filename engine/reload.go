@@ -50,12 +50,21 @@ type Reloader struct {
 // reloadDebounce is how long events must settle before the file is read.
 const reloadDebounce = 100 * time.Millisecond
 
-// NewReloader returns a reloader for the file the engine's config came
-// from; that config is taken as applied.
-func NewReloader(path string, e *Engine, log *slog.Logger) *Reloader {
-	r := &Reloader{path: path, e: e, log: log}
+// NewReloader returns a reloader for path. Call it before the first
+// LoadConfig of that file: the file as it is now is taken as the one
+// applied, so a change written between this call and the watcher being
+// armed is still seen (at worst the same content is applied twice, never a
+// change missed).
+func NewReloader(path string) *Reloader {
+	r := &Reloader{path: path}
 	r.target, r.sum, _ = r.fingerprint()
 	return r
+}
+
+// Attach names the engine reloads are applied to and the logger they
+// report to; call it before Reload or Watch.
+func (r *Reloader) Attach(e *Engine, log *slog.Logger) {
+	r.e, r.log = e, log
 }
 
 func (r *Reloader) fingerprint() (string, [32]byte, error) {
@@ -83,6 +92,7 @@ func (r *Reloader) Reload(reason string, force bool) bool {
 			return false
 		}
 		r.log.Error("reload rejected", "reason", reason, "path", r.path, "problems", []string{err.Error()})
+		r.e.CountReload(false)
 		return false
 	}
 	if !force && target == r.target && sum == r.sum {
@@ -97,15 +107,18 @@ func (r *Reloader) Reload(reason string, force bool) bool {
 		}
 		r.log.Error("reload rejected: the running config keeps serving", "reason", reason, "path", r.path, "problems", problems)
 		r.target, r.sum = target, sum // not retried until the file changes again
+		r.e.CountReload(false)
 		return false
 	}
 	old := r.e.Current().Config
 	if err := r.e.Apply(cfg); err != nil {
 		r.log.Error("reload rejected: the running config keeps serving", "reason", reason, "path", r.path, "problems", []string{err.Error()})
 		r.target, r.sum = target, sum
+		r.e.CountReload(false)
 		return false
 	}
 	r.target, r.sum = target, sum
+	r.e.CountReload(true)
 	attrs := []any{"reason", reason, "path", r.path, "goroutines", runtime.NumGoroutine()}
 	attrs = append(attrs, describeChange(old, cfg)...)
 	if !slices.EqualFunc(old.Listen, cfg.Listen, func(a, b ListenConfig) bool { return slices.Equal(a.Addresses, b.Addresses) }) {
@@ -129,6 +142,9 @@ func (r *Reloader) Watch(ctx context.Context) error {
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("watch %s: %w", dir, err)
 	}
+	// The file may have changed between the first load and now, with no
+	// watch to see it: look once.
+	r.Reload("file changed", false)
 	var due <-chan time.Time
 	var timer *time.Timer
 	for {

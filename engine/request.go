@@ -28,6 +28,13 @@ type exchange struct {
 	// stream is the response body streaming from the upstream, if it
 	// streams (roundtrip.go).
 	stream *respStream
+	// For the access log and metrics: the status of an error vkp
+	// answered (0: the response's), the destination of the last attempt,
+	// the upstream exchange's time, the request's trace (--sampler trace).
+	status   int
+	dest     *Destination
+	upstream time.Duration
+	trace    traceContext
 }
 
 var (

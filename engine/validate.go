@@ -86,10 +86,65 @@ func (l *loader) load(root *jnode) *Config {
 	}
 
 	rp.rest(vkproxyTopKeys...)
+	sn, sp := top.get("RandomProbabilisticSampler")
+	cfg.LogRules = l.samplerRules(l.object(sp, sn), sp)
 	// Top-level keys other than ReverseProxy and Listen belong to the rest of
 	// an appsettings file (Logging, RandomProbabilisticSampler, ...) and are
 	// left to the features that read them.
 	return cfg
+}
+
+// samplerRules reads RandomProbabilisticSampler.Rules (--sampler random):
+// CategoryName (at most one '*'), LogLevel (Trace, Debug, Information,
+// Warning, Error, Critical, None), EventId, Probability (0 to 1).
+func (l *loader) samplerRules(o *obj, path string) []LogRule {
+	if o == nil {
+		return nil
+	}
+	n, rpath := o.get("Rules")
+	o.rest()
+	if n == nil || n.kind == jNull {
+		return nil
+	}
+	if n.kind != jArray {
+		l.errorf(rpath, n, "expected an array of rules, got %s", n.kind)
+		return nil
+	}
+	var rules []LogRule
+	for i, it := range n.items {
+		ip := fmt.Sprintf("%s[%d]", rpath, i)
+		ro := l.object(ip, it)
+		if ro == nil {
+			continue
+		}
+		var r LogRule
+		if cat, ok := ro.str("CategoryName"); ok {
+			if strings.Count(cat, "*") > 1 {
+				cn, cp := ro.get("CategoryName")
+				l.errorf(cp, cn, "%q has more than one '*'", cat)
+			}
+			r.Category = cat
+		}
+		if lv, ok := ro.str("LogLevel"); ok {
+			level, known := dotnetLevels[strings.ToLower(strings.TrimSpace(lv))]
+			if !known {
+				ln, lp := ro.get("LogLevel")
+				l.errorf(lp, ln, "%q is not a log level: Trace, Debug, Information, Warning, Error, Critical or None", lv)
+			}
+			r.Level, r.HasLevel = level, true
+		}
+		if ro.has("EventId") {
+			r.EventID, r.HasEvent = ro.integer("EventId", 0), true
+		}
+		r.Probability = ro.float("Probability", 1)
+		if r.Probability < 0 || r.Probability > 1 {
+			pn, pp := ro.get("Probability")
+			l.errorf(pp, pn, "%v: a probability is from 0 to 1", r.Probability)
+		}
+		ro.rest()
+		rules = append(rules, r)
+	}
+	return rules
 }
 
 func (l *loader) listen(cfg *Config, o *obj) {
