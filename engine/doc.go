@@ -15,6 +15,7 @@
 //	hopheaders.go           hop-by-hop headers, order kept
 //	upstream.go             the upstream connection pool and its connections
 //	roundtrip.go            one exchange with an upstream: write, read, stream
+//	cors.go                 the CORS stage: preflights answered, CORS fields set
 //	mirror.go               the mirror stage and its settings
 //	mirror_send.go          the mirror's queue, senders, budget, shutdown
 //	mirror_breaker.go       a shadow destination that is down
@@ -36,6 +37,22 @@
 // body held or streamed, the answer read whole or streamed to the client.
 // Failures go through statusFor in errors.go and nowhere else.
 //
+// # CORS
+//
+// A route with Access-Control-Allow-Origin or -Origin-Regex in its
+// Metadata answers CORS preflights itself (204; the allow headers only for
+// an allowed Origin) before its cache, mirror and origin see them, and
+// sets the CORS fields of every other answer after the inner stages return,
+// replacing the origin's, so a cache hit gets the requesting origin's
+// fields and the stored entry is the origin's answer. The Router matches a
+// preflight as the method it asks about. The regex must match the whole
+// Origin, case-insensitively. An answer that depends on Origin says Vary:
+// Origin (merged into the origin's Vary); with "*" every answer carries
+// Access-Control-Allow-Origin: * and does not vary. "*" with credentials
+// is a config error rather than an echo of any Origin: browsers refuse the
+// pair, and echoing every Origin to credentialed requests would let any
+// site read a user's answers, which an edge proxy must not do unasked.
+//
 // # Adding a route feature
 //
 // One file with a stage value (the Metadata keys it owns and its build
@@ -47,7 +64,8 @@
 //
 //   - Router.Match, every Picker and a full proxied GET allocate nothing
 //     (AllocsPerRun tests in alloc_test.go), nor does the header rewrite for
-//     messages that repeat names, nor a small chunked answer.
+//     messages that repeat names, nor a small chunked answer, nor a request
+//     or preflight on a CORS route (cors_alloc_test.go).
 //   - The header rewrite never reorders the lines of a repeated field (RFC
 //     9110 section 5.3; fasthttp's Del would: hopheaders.go), and the last
 //     X-Forwarded-For entry is always the address vkp saw.

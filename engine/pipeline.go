@@ -33,14 +33,17 @@ type handler func(x *exchange)
 
 // stages, outermost first. The order, and why:
 //
-//  1. CORS preflight (later): a preflight is answered by vkp and never
-//     reaches a cache, a shadow or the origin.
+//  1. CORS (cors.go): a preflight is answered by vkp and never reaches a
+//     cache, a shadow or the origin; the CORS fields of other answers are
+//     set after the inner stages, so cache hits get them too, and the
+//     cache stores the origin's answer without them.
 //  2. cache: a hit is answered from the store and is not mirrored:
 //     the shadow sees the traffic the origin sees, so the two can be
 //     compared (VKProxy mirrors hits and preflights too).
 //  3. mirror: copies what is forwarded, after the main response.
 //  4. forward (the end of every chain).
 var stages = []stage{
+	corsStage,
 	cacheStage,
 	mirrorStage,
 }

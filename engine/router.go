@@ -17,6 +17,12 @@ import (
 // are tried in that order; one whose Methods or Statement rejects the request
 // passes to the next (VKProxy answers 404 there, vkp falls through).
 //
+// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method)
+// is matched as the method it asks about, Statement included, so that the
+// route of the actual request answers it (a GET-only route gets its
+// preflights); when no route takes that method, it is matched as the
+// OPTIONS it is.
+//
 // Host and path matching are case-insensitive (VKProxy's default
 // RouteComparison is OrdinalIgnoreCase). A host pattern without a port
 // matches the host on any port; one with a port matches that port only.
@@ -173,6 +179,21 @@ func hostHasPort(h string) bool {
 
 // Match returns the route for ctx, or nil.
 func (rt *Router) Match(ctx *fasthttp.RequestCtx) *Route {
+	if m := preflightMethod(&ctx.Request.Header); m != nil {
+		// The Statement reads the method from ctx: it is set for the
+		// match and put back (m points into the header, which stays).
+		h := &ctx.Request.Header
+		h.SetMethodBytes(m)
+		r := rt.match(ctx)
+		h.SetMethod(fasthttp.MethodOptions)
+		if r != nil {
+			return r
+		}
+	}
+	return rt.match(ctx)
+}
+
+func (rt *Router) match(ctx *fasthttp.RequestCtx) *Route {
 	var buf [256]byte
 	host := ctx.Request.Header.Host()
 	path := ctx.Path()
