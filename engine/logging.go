@@ -23,6 +23,8 @@ import (
 //	Vkp.Health  20 destination down / 21 destination up
 //	Vkp.Config  30 reload applied / 31 reload rejected / 32 config warning
 //	            33 config watch error
+//	            34 config directory event (debug) / 35 config file missing
+//	               for now (debug)
 //	Vkp.Cache   40 cache store failed
 //	Vkp.Server  50 listening / 51 shutting down / 52 stopped / 53 server failed
 //
@@ -61,15 +63,17 @@ var eventIDs = map[string]int{
 	"reload applied":          30,
 	"reload rejected":         31,
 	"reload rejected: the running config keeps serving": 31,
-	"config warning":                            32,
-	"config watch error":                        33,
-	"config watch failed; SIGHUP still reloads": 33,
-	"cache store failed":                        40,
-	"listening":                                 50,
-	"shutting down":                             51,
-	"stopped":                                   52,
-	"server failed":                             53,
-	"admin listening":                           54,
+	"config warning":                              32,
+	"config watch error":                          33,
+	"config watch failed; SIGHUP still reloads":   33,
+	"config directory event":                      34,
+	"config file missing for now; waiting for it": 35,
+	"cache store failed":                          40,
+	"listening":                                   50,
+	"shutting down":                               51,
+	"stopped":                                     52,
+	"server failed":                               53,
+	"admin listening":                             54,
 	"grace period over; closing remaining connections": 51,
 }
 
