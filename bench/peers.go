@@ -18,10 +18,13 @@ type Topology struct {
 	Cache   bool   // cache responses (origin sends Cache-Control)
 	Workers int    // worker processes/threads for nginx and HAProxy
 	Dir     string // nginx prefix: temp, cache and log paths live here
+	Log     string // access log: "" off, "on", "sampled" (1 in 100)
 }
 
 // Every peer gets the same shape: one upstream with keep-alive connections,
-// a 2-core worker count, request bodies up to 64 MiB, no access logs.
+// a 2-core worker count, request bodies up to 64 MiB, no access logs
+// unless the scenario has one (then written to a file in the run's
+// directory: nginx's access_log, vkp's stderr).
 
 // vkpConfig returns the vkp (VKProxy JSON) config for t.
 func vkpConfig(t Topology) ([]byte, error) {
@@ -55,6 +58,9 @@ func vkpConfig(t Topology) ([]byte, error) {
 	}
 	cfg := map[string]any{
 		"Listen": map[string]any{"http": map[string]any{"Address": []string{t.Listen}}},
+		"RandomProbabilisticSampler": map[string]any{"Rules": []map[string]any{
+			{"CategoryName": "Vkp.Access", "Probability": 0.01},
+		}},
 		"ReverseProxy": map[string]any{
 			"Routes":   map[string]any{"bench": route},
 			"Clusters": clusters,
@@ -83,7 +89,15 @@ func nginxConfig(t Topology) string {
 	p("error_log stderr warn;")
 	p("events { worker_connections 4096; }")
 	p("http {")
-	p("  access_log off;")
+	switch t.Log {
+	case "on":
+		p("  access_log %s;", filepath.Join(dir, "access.log"))
+	case "sampled":
+		p("  split_clients $request_id $bench_log { 1%% 1; * 0; }")
+		p("  access_log %s combined if=$bench_log;", filepath.Join(dir, "access.log"))
+	default:
+		p("  access_log off;")
+	}
 	for _, d := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
 		p("  %s_temp_path %s;", d, filepath.Join(dir, d+"_temp"))
 	}
@@ -209,6 +223,8 @@ type Proxy struct {
 	// Env returns extra environment variables for a run with the given
 	// worker count (vkp: GOMAXPROCS, its only worker knob).
 	Env func(workers int) []string
+	// LogFile, when set, names the file the proxy's stderr goes to.
+	LogFile func(dir string) string
 }
 
 func vkpProxy(bin string) Proxy {
@@ -225,9 +241,21 @@ func vkpProxy(bin string) Proxy {
 			if err := os.WriteFile(path, cfg, 0o644); err != nil {
 				return nil, err
 			}
-			return []string{bin, "serve", "--config", path}, nil
+			argv := []string{bin, "serve", "--config", path}
+			switch t.Log {
+			case "on":
+				argv = append(argv, "--access-log")
+			case "sampled":
+				argv = append(argv, "--access-log", "--sampler", "random")
+			default:
+				argv = append(argv, "--access-log=false")
+			}
+			return argv, nil
 		},
-		Env: goEnv,
+		// The log goes to a file, as nginx's access_log does, not through
+		// a pipe this harness would have to drain.
+		LogFile: func(dir string) string { return filepath.Join(dir, "vkp.log") },
+		Env:     goEnv,
 	}
 }
 
@@ -267,6 +295,8 @@ func haproxyProxy(bin string) Proxy {
 				return "n/a (no mirroring)"
 			case s.Cache:
 				return "n/a (no cache)"
+			case s.Log != "":
+				return "n/a (logs only to syslog)"
 			}
 			return ""
 		},
@@ -288,8 +318,11 @@ func traefikProxy(bin string) Proxy {
 		Name: "traefik",
 		Bin:  bin,
 		Supports: func(s Scenario) string {
-			if s.Cache {
+			switch {
+			case s.Cache:
 				return "n/a (no cache)"
+			case s.Log != "":
+				return "n/a (access log not set up here)"
 			}
 			return ""
 		},

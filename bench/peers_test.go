@@ -215,3 +215,51 @@ func lookTool(name string) string {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// The access-log scenarios: nginx writes every line or 1 in 100 to a file
+// (nginx -t accepts both when nginx is installed); vkp gets the matching
+// flags and its sampler rule.
+func TestAccessLogConfigs(t *testing.T) {
+	on, sampled := topo(false, false), topo(false, false)
+	on.Log, sampled.Log = "on", "sampled"
+	checkConf(t, nginxConfig(on), []string{"access_log /tmp/x/access.log;"}, []string{"access_log off;", "split_clients"})
+	checkConf(t, nginxConfig(sampled), []string{"split_clients $request_id $bench_log { 1% 1; * 0; }",
+		"access_log /tmp/x/access.log combined if=$bench_log;"}, []string{"access_log off;"})
+	for _, tc := range []struct {
+		log  string
+		want []string
+	}{
+		{"", []string{"--access-log=false"}},
+		{"on", []string{"--access-log"}},
+		{"sampled", []string{"--access-log", "--sampler", "random"}},
+	} {
+		dir := t.TempDir()
+		tp := topo(false, false)
+		tp.Log = tc.log
+		argv, err := vkpProxy("/bin/vkp").Write(dir, tp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := argv[4:]; !slices.Equal(got, tc.want) {
+			t.Errorf("log %q: vkp flags %q, want %q", tc.log, got, tc.want)
+		}
+	}
+	cfg, err := vkpConfig(sampled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkConf(t, string(cfg), []string{`"CategoryName": "Vkp.Access"`, `"Probability": 0.01`}, nil)
+	if bin := lookTool("nginx"); bin != "" {
+		for _, tp := range []Topology{on, sampled} {
+			dir := t.TempDir()
+			tp.Dir = dir
+			path := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(path, []byte(nginxConfig(tp)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(bin, nginxArgs(bin, dir, path, "-t", "-q")[1:]...).CombinedOutput(); err != nil {
+				t.Errorf("nginx -t (log %s): %v\n%s", tp.Log, err, out)
+			}
+		}
+	}
+}

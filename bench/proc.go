@@ -41,6 +41,12 @@ var registry struct {
 // its own process group. If firstLine is not nil
 // it receives the child's first stdout line (origins print their address).
 func startProc(name string, argv, env []string, firstLine chan<- string) (*proc, error) {
+	return startProcTo(name, argv, env, firstLine, nil)
+}
+
+// startProcTo is startProc with the child's stderr going to a file when
+// stderr is not nil (its last bytes are then not in failure messages).
+func startProcTo(name string, argv, env []string, firstLine chan<- string, stderr *os.File) (*proc, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	if len(env) > 0 {
 		cmd.Env = append(os.Environ(), env...)
@@ -49,6 +55,9 @@ func startProc(name string, argv, env []string, firstLine chan<- string) (*proc,
 	cmd.WaitDelay = 2 * time.Second
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), logs: &tailBuffer{max: 8 << 10}}
 	cmd.Stderr = p.logs
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
 	var stdout io.ReadCloser
 	if firstLine != nil {
 		var err error

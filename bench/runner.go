@@ -225,7 +225,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if err != nil {
 		return err
 	}
-	topo := Topology{Listen: listen, Origin: origin.addr, Cache: sc.Cache, Workers: cfg.Workers, Dir: dir}
+	topo := Topology{Listen: listen, Origin: origin.addr, Cache: sc.Cache, Workers: cfg.Workers, Dir: dir, Log: sc.Log}
 	if shadow != nil {
 		topo.Shadow = shadow.addr
 	}
@@ -240,7 +240,14 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if px.Env != nil {
 		env = px.Env(cfg.Workers)
 	}
-	p, err := startProc(px.Name, argv, env, nil)
+	var stderr *os.File
+	if px.LogFile != nil {
+		if stderr, err = os.Create(px.LogFile(dir)); err != nil {
+			return err
+		}
+		defer stderr.Close()
+	}
+	p, err := startProcTo(px.Name, argv, env, nil, stderr)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,9 @@ type Scenario struct {
 	// Settle is how long the proxy is left idle after the load before its
 	// resident memory is read again: what it keeps after a burst.
 	Settle time.Duration
+	// Log is the access log: "" none (every proxy's default here), "on"
+	// (a line per request to a file), "sampled" (1 request in 100).
+	Log string
 }
 
 // Label is the name shown in the table: "post-1mib-mirror" or
@@ -50,6 +53,11 @@ var scenarioTable = []Scenario{
 	{Name: "post-1mib-mirror-hang", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDelay: 10 * time.Minute},
 	{Name: "post-1mib-mirror-dead", Method: "POST", BodySize: mib, RespSize: 128, Mirror: true, ShadowDead: true},
 	{Name: "cache-hit", Method: "GET", RespSize: 4096, CacheControl: "public, max-age=60", Cache: true},
+	// get-small with an access log written to a file, on every request or
+	// on 1 in 100 (vkp: --sampler random with a Vkp.Access rule; nginx:
+	// split_clients on $request_id and access_log if=).
+	{Name: "get-small-log", Method: "GET", RespSize: 128, Log: "on"},
+	{Name: "get-small-log-sampled", Method: "GET", RespSize: 128, Log: "sampled"},
 	// Large bodies: four 150 MiB downloads at once, 64 uploads of 16 MiB at
 	// once. Peak and settled RSS and the time to first byte are the numbers.
 	{Name: "get-150mib", Method: "GET", RespSize: 150 * mib, Conns: 4, Stream: true, Settle: 10 * time.Second},
