@@ -348,7 +348,7 @@ func preflight(ctx context.Context, px Proxy, dir string, argv []string) error {
 	var check []string
 	switch {
 	case strings.HasPrefix(px.Name, "vkp"):
-		check = []string{px.Bin, "validate", "--config", argv[len(argv)-1]}
+		check = []string{px.Bin, "validate", "--config", argv[3]} // bin serve --config PATH [flags]
 	case px.Name == "nginx":
 		check = nginxArgs(px.Bin, dir, filepath.Join(dir, "nginx.conf"), "-t", "-q")
 	case px.Name == "haproxy":
