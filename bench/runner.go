@@ -273,7 +273,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if sc.Open {
 		lc.Rate, lc.Conns = cfg.Rate, cfg.OpenConns
 	}
-	if cfg.Warmup > 0 {
+	if cfg.Warmup > 0 && !sc.Cold {
 		warm := lc
 		warm.Label, warm.Duration = lc.Label+" (warm-up)", cfg.Warmup
 		if _, err := RunLoad(ctx, warm); err != nil {
@@ -287,6 +287,13 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 			}
 		}
 	}
+	if sc.IdleBefore > 0 {
+		select {
+		case <-time.After(sc.IdleBefore):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	for _, o := range []*originProc{origin, shadow} {
 		if o.live() {
 			if err := resetStats(o.addr); err != nil {
@@ -297,6 +304,9 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	before := groupUsage(p.pid())
 	oBefore, sBefore := origin.cpu(), shadow.cpu()
 	lc.Duration, lc.Progress = cfg.Duration, cfg.Log
+	if sc.Duration > 0 {
+		lc.Duration = sc.Duration
+	}
 	res, err := RunLoad(ctx, lc)
 	if err != nil {
 		return err

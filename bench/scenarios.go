@@ -27,6 +27,14 @@ type Scenario struct {
 	// Settle is how long the proxy is left idle after the load before its
 	// resident memory is read again: what it keeps after a burst.
 	Settle time.Duration
+	// Cold measures from the proxy's first answer: no warm-up, a fresh
+	// process (every cell starts its proxy anew).
+	Cold bool
+	// IdleBefore leaves the proxy idle this long after the warm-up, so
+	// that the measured load is a step from nothing.
+	IdleBefore time.Duration
+	// Duration replaces the run's --duration for this scenario.
+	Duration time.Duration
 	// Log is the access log: "" none (every proxy's default here), "on"
 	// (a line per request to a file), "sampled" (1 request in 100).
 	Log string
@@ -62,6 +70,11 @@ var scenarioTable = []Scenario{
 	// once. Peak and settled RSS and the time to first byte are the numbers.
 	{Name: "get-150mib", Method: "GET", RespSize: 150 * mib, Conns: 4, Stream: true, Settle: 10 * time.Second},
 	{Name: "post-16mib", Method: "POST", BodySize: 16 * mib, RespSize: 128, Conns: 64, Settle: 10 * time.Second},
+	// Load that arrives at once: --rate 1 MiB POSTs a second (open loop)
+	// for 3 s from a fresh process's first answer, or after 10 s idle
+	// following the warm-up. Run several rounds: each cell is a new start.
+	{Name: "cold-start", Method: "POST", BodySize: mib, RespSize: 128, Open: true, Cold: true, Duration: 3 * time.Second},
+	{Name: "load-step", Method: "POST", BodySize: mib, RespSize: 128, Open: true, IdleBefore: 10 * time.Second, Duration: 3 * time.Second},
 }
 
 // defaultScenarios is the main scenarios closed-loop plus the open-loop
