@@ -177,10 +177,10 @@ func TestPeerSupport(t *testing.T) {
 	hp := haproxyProxy("haproxy")
 	for _, s := range scenarioTable {
 		why := hp.Supports(s)
-		if (why != "") != (s.Mirror || s.Cache) {
+		if (why != "") != (s.Mirror || s.Cache || s.Log != "") {
 			t.Errorf("haproxy %s: %q", s.Name, why)
 		}
-		if why := traefikProxy("traefik").Supports(s); (why != "") != s.Cache {
+		if why := traefikProxy("traefik").Supports(s); (why != "") != (s.Cache || s.Log != "") {
 			t.Errorf("traefik %s: %q", s.Name, why)
 		}
 		if nginxProxy("nginx").Supports(s) != "" || vkpProxy("vkp").Supports(s) != "" {
