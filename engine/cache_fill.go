@@ -590,9 +590,11 @@ func (w *storeWriter) close(ctx context.Context) {
 const backgroundRefreshes = 64
 
 // refreshInBackground refreshes a stale entry served under
-// stale-while-revalidate: one refresh per key at a time, sent as the
-// client's request was (with the entry's validators), its answer stored
-// as a miss's would be.
+// stale-while-revalidate: one refresh per key at a time, its answer
+// stored as a miss's would be. The refresh is a bodyless HTTP/1.1 GET
+// built from the client's header (refreshRequest): whatever the client
+// sent (HEAD, HTTP/1.0, a body) was answered from the cache and must not
+// shape the request that refills the entry.
 func (rc *routeCache) refreshInBackground(x *exchange, next handler, key []byte, pk int, stale *cacheEntry, raw []byte) {
 	e := x.e
 	fl, role := e.fills.join(key, e.wallNow())
@@ -605,11 +607,7 @@ func (rc *routeCache) refreshInBackground(x *exchange, next handler, key []byte,
 		return
 	}
 	req := fasthttp.AcquireRequest()
-	x.ctx.Request.Header.CopyTo(&req.Header)
-	req.Header.Del("If-None-Match")
-	req.Header.Del("If-Modified-Since")
-	req.Header.Del("Cache-Control")
-	req.Header.Del("Pragma")
+	refreshRequest(&req.Header, &x.ctx.Request.Header)
 	f := &fetch{rc: rc, fwd: "stale", rq: parseCacheControl(nil), stale: *stale, staleRaw: raw, bg: true, fl: fl, pk: pk}
 	f.key = append(f.keyBuf[:0], key...)
 	remote, route := x.ctx.RemoteAddr(), x.route
@@ -638,4 +636,35 @@ func (rc *routeCache) refreshInBackground(x *exchange, next handler, key []byte,
 		f.finish(nil, false) // when nothing was stored
 		bx.release()
 	}()
+}
+
+// refreshHeaderDrops are the client's fields a background refresh does
+// not send: its framing (the client's body is not sent, so announcing it
+// would let the next request on the pooled upstream connection be read as
+// that body), its expectation, its range and conditionals (the refresh
+// wants the whole current answer; the entry's own validators are added by
+// fetch.run), and its cache directives (they were the client's, answered
+// from the cache).
+var refreshHeaderDrops = []string{
+	"Content-Length", "Transfer-Encoding", "Expect", "Range", "If-Range",
+	"If-Match", "If-Unmodified-Since", "If-None-Match", "If-Modified-Since",
+	"Cache-Control", "Pragma",
+}
+
+// refreshRequest sets dst to the background refresh of the request src:
+// an HTTP/1.1 GET of the same target with the client's other fields (the
+// ones a Vary or the origin may depend on), announcing no body.
+func refreshRequest(dst, src *fasthttp.RequestHeader) {
+	src.CopyTo(dst)
+	dst.SetMethod(fasthttp.MethodGet)
+	// The refresh has no client connection: HTTP/1.0's answer path
+	// (streamToHTTP10) would hijack one, and its keep-alive rules are the
+	// client's.
+	dst.SetProtocolBytes(strHTTP11)
+	dst.ResetConnectionClose()
+	for _, k := range refreshHeaderDrops {
+		dst.Del(k)
+	}
+	dst.SetContentLength(0)
+	dst.Del("Content-Length")
 }
