@@ -24,12 +24,15 @@ import (
 //
 //  1. the gate: CacheWhen, or by default any request without
 //     Authorization; a request the gate refuses passes untouched;
-//  2. the key: "routeId#" + the CacheKey rendering, or by default
-//     "routeId#GET " + host + path + query (HEAD uses GET's entries; it
-//     never stores, having no body);
+//  2. the key: "routeId#" + the CacheKey rendering (its {Path} is the
+//     path as forwarded; controls and '%' percent-encoded: escapeKey), or
+//     by default "routeId#GET " + host + path + query (HEAD uses GET's
+//     entries; it never stores, having no body);
 //  3. lookup: the key holds a response, or, for a response that had
 //     Vary, a variant index naming the fields it varies on: the variant's
-//     key adds the request's values of those fields;
+//     key adds a NUL and the request's values of those fields, each after
+//     its name (appendVaryValues). No primary key holds a NUL, so none is
+//     another's variant key;
 //  4. a usable entry (fresh, or stale as the request or
 //     stale-while-revalidate allows) answers, with Age and Cache-Status;
 //     a client's conditional request is answered 304 from it;
@@ -304,16 +307,50 @@ func (rc *routeCache) appendKey(dst []byte, ctx *fasthttp.RequestCtx, asGET bool
 		lowerASCII(dst[n:])
 		return appendOriginForm(dst, &ctx.Request)
 	}
+	n := len(dst)
 	if !asGET || h.IsGet() {
-		return rc.tmpl.AppendTo(dst, ctx)
+		return escapeKey(rc.tmpl.AppendTo(dst, ctx), n)
 	}
 	var mb [16]byte
 	m := append(mb[:0], h.Method()...)
 	h.SetMethod(fasthttp.MethodGet)
 	dst = rc.tmpl.AppendTo(dst, ctx)
 	h.SetMethodBytes(m)
+	return escapeKey(dst, n)
+}
+
+// escapeKey percent-encodes, in dst[from:], the bytes a primary key must
+// not hold: controls (NUL ends a primary key where a variant's Vary part
+// begins) and '%' itself, so that the encoding is one-to-one. A template
+// renders decoded text ({Query('x')}, a header), which could otherwise
+// make one request's primary key another URI's variant key. The default
+// key needs none of it: fasthttp refuses controls in the request-target
+// and NUL in Host. Keys without such bytes, the usual ones, are left as
+// they are.
+func escapeKey(dst []byte, from int) []byte {
+	i := from
+	for i < len(dst) && !keyEscaped(dst[i]) {
+		i++
+	}
+	if i == len(dst) {
+		return dst
+	}
+	sb := pool.Scratch.Get()
+	sb.B = append(sb.B[:0], dst[i:]...)
+	dst = dst[:i]
+	const hex = "0123456789ABCDEF"
+	for _, c := range sb.B {
+		if keyEscaped(c) {
+			dst = append(dst, '%', hex[c>>4], hex[c&15])
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	pool.Scratch.Put(sb)
 	return dst
 }
+
+func keyEscaped(c byte) bool { return c < 0x20 || c == 0x7f || c == '%' }
 
 func lowerASCII(b []byte) {
 	for i, c := range b {

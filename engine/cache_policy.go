@@ -539,9 +539,13 @@ var notModifiedFields = []string{"Cache-Control", "Content-Location", "Date", "E
 
 // appendVaryValues appends a request's values of the fields names lists
 // (varyNames' form), normalized: each field's lines joined, list items
-// trimmed; an absent field is told apart from an empty one. host is the
-// client's Host (the request's own may have been rewritten for the
-// upstream by then).
+// trimmed; an absent field is told apart from an empty one. Each value
+// follows its field's name: "name\x01\x00" (absent) or
+// "name\x02value\x00". A name is a token and a value holds no NUL, so the
+// string reads one way only, and two answers that vary on different
+// fields never share a variant key (the value "gzip" of Origin is not that
+// of Accept-Encoding). host is the client's Host (the request's own may
+// have been rewritten for the upstream by then).
 func appendVaryValues(dst []byte, names []byte, h *fasthttp.RequestHeader, host []byte) []byte {
 	for len(names) > 0 {
 		var name []byte
@@ -550,6 +554,7 @@ func appendVaryValues(dst []byte, names []byte, h *fasthttp.RequestHeader, host 
 		} else {
 			name, names = names, nil
 		}
+		dst = append(dst, name...)
 		var lines [][]byte
 		if string(name) == "host" {
 			if host != nil {
