@@ -86,7 +86,11 @@ func (f *fetch) complete(reqTime int64) {
 		if raw := f.refreshed(rh, reqTime, respTime); raw != nil {
 			ent, _ := decodeEntry(raw)
 			if !f.bg {
-				f.rc.answerOrFail(x, &ent, ent.currentAge(respTime), "fwd=stale; fwd-status=304; stored", "")
+				cs := "fwd=stale; fwd-status=304; stored"
+				if f.rq.has(ccNoStore) {
+					cs = "fwd=stale; fwd-status=304"
+				}
+				f.rc.answerOrFail(x, &ent, ent.currentAge(respTime), cs, "")
 			}
 			return
 		}
@@ -231,7 +235,13 @@ func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) [
 	} else {
 		ri.hasAge = false
 	}
-	m, why := f.rc.policy.assess(&ri, &f.rq, false, reqTime, respTime)
+	// The answer's directives decide whether the entry may stay; the
+	// request's no-store only keeps this exchange out of the store (RFC
+	// 9111 section 5.2.1.5): it must not let any client evict an entry
+	// the origin has just confirmed.
+	rq := f.rq
+	rq.flags &^= ccNoStore
+	m, why := f.rc.policy.assess(&ri, &rq, false, reqTime, respTime)
 	if why != "" {
 		// Now uncacheable (no-store, private...): the stale entry goes.
 		f.rc.remove(f.e, f.key)
@@ -240,6 +250,12 @@ func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) [
 	}
 	raw := appendEntry(make([]byte, 0, len(hb.B)+len(old.vary)+len(old.body)+64), &m, old.status, hb.B, old.vary)
 	raw = append(raw, old.body...)
+	if f.rq.has(ccNoStore) {
+		// Answered from the merged entry, which is not stored: the stored
+		// one stays as it was.
+		f.finish(nil, false)
+		return raw
+	}
 	f.store(raw, &m, nil, f.key)
 	return raw
 }
