@@ -615,8 +615,10 @@ func sameOrigin(ref, host []byte) ([]byte, bool) {
 	return path, true
 }
 
-// remove deletes the entry (or variant index) under a key.
+// remove deletes the entry (or variant index) under a key, and the
+// finished fill that may still answer for it until a slow write is done.
 func (rc *routeCache) remove(e *Engine, key []byte) {
+	e.fills.forget(key)
 	if rc.async {
 		e.writer.delete(rc.st, key)
 		return

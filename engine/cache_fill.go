@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -355,14 +357,23 @@ func (rc *routeCache) collapsed(x *exchange, fl *fill, fwd string) bool {
 // an answer that cannot be stored the key is marked for a while
 // (hitForPassFor): requests for it then go upstream at once, each on its
 // own, instead of waiting in line. The map is touched only on misses.
+//
+// The map holds a 128-bit hash of each key, not the key: a key holds the
+// request-target, and up to fillsMax markers of 16 KiB URIs would hold a
+// gigabyte. The hash is seeded per process (hash/maphash, two seeds), so
+// no client can make two keys collide on purpose.
 type fills struct {
-	mu sync.Mutex
-	m  map[string]*fill
+	mu    sync.Mutex
+	m     map[fillKey]*fill
+	seeds [2]maphash.Seed
 }
+
+// fillKey is a key's hash (fills.hash).
+type fillKey [16]byte
 
 // fill is one key's upstream request.
 type fill struct {
-	key       string
+	key       fillKey
 	done      chan struct{} // closed when raw is set (or will stay nil)
 	raw       []byte        // the cacheEntry, immutable; nil: nothing to share
 	passUntil int64         // a hit-for-pass marker until then (unix ns)
@@ -378,21 +389,31 @@ const (
 	fillsMax      = 65536 // no more markers past it (many URIs, each uncacheable)
 )
 
+// hash returns key's map key; fs.mu is held.
+func (fs *fills) hash(key []byte) fillKey {
+	if fs.m == nil {
+		fs.m = map[fillKey]*fill{}
+		fs.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+	}
+	var k fillKey
+	binary.LittleEndian.PutUint64(k[:8], maphash.Bytes(fs.seeds[0], key))
+	binary.LittleEndian.PutUint64(k[8:], maphash.Bytes(fs.seeds[1], key))
+	return k
+}
+
 // join returns the key's fill and this request's role in it.
 func (fs *fills) join(key []byte, now int64) (*fill, int) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if f, ok := fs.m[string(key)]; ok {
+	hk := fs.hash(key)
+	if f, ok := fs.m[hk]; ok {
 		if f.passUntil == 0 {
 			return f, fillWaiter
 		}
 		if now < f.passUntil {
 			return nil, fillPass
 		}
-		delete(fs.m, f.key)
-	}
-	if fs.m == nil {
-		fs.m = map[string]*fill{}
+		delete(fs.m, hk)
 	}
 	if len(fs.m) >= fillsSweepAt {
 		for k, f := range fs.m {
@@ -401,8 +422,8 @@ func (fs *fills) join(key []byte, now int64) (*fill, int) {
 			}
 		}
 	}
-	f := &fill{key: string(key), done: make(chan struct{})}
-	fs.m[f.key] = f
+	f := &fill{key: hk, done: make(chan struct{})}
+	fs.m[hk] = f
 	return f, fillLeader
 }
 
@@ -442,6 +463,21 @@ func (fs *fills) release(f *fill) {
 		delete(fs.m, f.key)
 	}
 	fs.mu.Unlock()
+}
+
+// forget removes the finished fill kept for key's slow write, if any: an
+// invalidation of key must not leave it answering newcomers with the
+// entry it removes. A fill still in flight, and a marker, stay.
+func (fs *fills) forget(key []byte) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.m == nil {
+		return
+	}
+	hk := fs.hash(key)
+	if f, ok := fs.m[hk]; ok && f.passUntil == 0 && f.raw != nil {
+		delete(fs.m, hk)
+	}
 }
 
 // cacheTee captures a streamed response body for the cache as the client
@@ -499,10 +535,14 @@ func (t *cacheTee) end(whole bool) {
 }
 
 // storeWriter writes to the slow stores (disk, Redis) off the request
-// path: a bounded queue and a few workers. A full queue drops the write
-// (the entry is simply not cached); a write never delays a client.
+// path: a bounded queue per worker. A full queue drops the write (the entry
+// is simply not cached); a write never delays a client. A key's writes all
+// go to one worker (by a hash of the key), so they are done in the order
+// they were queued: a Delete queued after a Set of the same key (an
+// unsafe request's invalidation) is never overtaken by that Set.
 type storeWriter struct {
-	ch      chan storeOp
+	chs     [storeWriters]chan storeOp
+	seed    maphash.Seed
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	dropped atomic.Uint64
@@ -521,28 +561,29 @@ type storeOp struct {
 
 const (
 	storeWriters     = 4
-	storeWriterQueue = 1024
+	storeWriterQueue = 1024 // in all, storeWriterQueue/storeWriters per worker
 )
 
 func newStoreWriter(log *slog.Logger) *storeWriter {
-	w := &storeWriter{ch: make(chan storeOp, storeWriterQueue), stop: make(chan struct{}), log: log}
-	for i := 0; i < storeWriters; i++ {
+	w := &storeWriter{stop: make(chan struct{}), log: log, seed: maphash.MakeSeed()}
+	for i := range w.chs {
+		w.chs[i] = make(chan storeOp, storeWriterQueue/storeWriters)
 		w.wg.Add(1)
-		go w.work()
+		go w.work(w.chs[i])
 	}
 	return w
 }
 
-func (w *storeWriter) work() {
+func (w *storeWriter) work(ch chan storeOp) {
 	defer w.wg.Done()
 	for {
 		select {
-		case op := <-w.ch:
+		case op := <-ch:
 			w.do(op)
 		case <-w.stop:
 			for {
 				select {
-				case op := <-w.ch:
+				case op := <-ch:
 					w.do(op)
 				default:
 					return
@@ -578,9 +619,10 @@ func (w *storeWriter) delete(st store.Store, key []byte) {
 }
 
 func (w *storeWriter) queue(op storeOp) {
+	ch := w.chs[maphash.Bytes(w.seed, op.key)%storeWriters]
 	select {
 	case <-w.stop:
-	case w.ch <- op:
+	case ch <- op:
 		return
 	default:
 	}
