@@ -145,21 +145,17 @@ func (f *fetch) complete(reqTime int64) {
 	}
 	size := len(hb.B) + len(vals) + 64
 	if s := x.stream; s != nil {
-		if cl > 0 {
-			size += cl
-		} else {
-			size += 64 << 10
-		}
 		// Requests waiting for this key go upstream themselves now: the
 		// body arrives as fast as this client takes it, and a slow
 		// client must not hold every other request for the key. The
 		// entry is still stored once the body is whole.
 		f.finish(nil, false)
 		t := &cacheTee{f: f, m: m, names: ri.vary, want: cl}
-		t.buf = appendEntry(make([]byte, 0, size), &m, status, hb.B, vals)
+		t.buf = appendEntry(make([]byte, 0, size+teeFirst), &m, status, hb.B, vals)
 		pool.Scratch.Put(hb)
 		t.head = len(t.buf)
 		t.limit = t.head + f.rc.maxBody
+		t.start()
 		s.setTee(t)
 		f.x = nil
 		f.status(rh, "", "")
@@ -485,6 +481,13 @@ func (fs *fills) forget(key []byte) {
 // with a Content-Length, of that length) and within the route's limit and
 // the engine's fill memory; otherwise the capture is dropped and the
 // stream goes on untouched.
+//
+// The buffer grows as bytes arrive (doubling, never past the announced
+// length or the limit), not to the Content-Length up front, and
+// Options.CacheFillMemory is charged for what the buffer holds (its
+// capacity) before it grows: a client reading a large answer slowly holds
+// only what has arrived, and the captures together stay within the
+// budget. A growth the budget refuses drops the capture.
 type cacheTee struct {
 	f       *fetch
 	m       entryMeta
@@ -494,7 +497,22 @@ type cacheTee struct {
 	limit   int
 	want    int // Content-Length, or -1
 	over    bool
-	charged int64
+	charged int64 // cap(buf), charged to CacheFillMemory
+}
+
+// teeFirst is the body room a capture starts with.
+const teeFirst = 64 << 10
+
+// start charges the first buffer, or drops the capture.
+func (t *cacheTee) start() {
+	e := t.f.e
+	n := int64(cap(t.buf))
+	if e.cacheFillMem.Add(n) > e.opts.CacheFillMemory {
+		e.cacheFillMem.Add(-n)
+		t.over, t.buf = true, nil
+		return
+	}
+	t.charged = n
 }
 
 // write appends body bytes (respStream.Read calls it).
@@ -502,16 +520,37 @@ func (t *cacheTee) write(p []byte) {
 	if t.over || len(p) == 0 {
 		return
 	}
-	e := t.f.e
-	if len(t.buf)+len(p) > t.limit || e.cacheFillMem.Add(int64(len(p))) > e.opts.CacheFillMemory {
-		if len(t.buf)+len(p) <= t.limit {
-			e.cacheFillMem.Add(-int64(len(p)))
-		}
+	need := len(t.buf) + len(p)
+	if need > t.limit || t.want >= 0 && need > t.head+t.want {
 		t.drop()
 		return
 	}
-	t.charged += int64(len(p))
+	if need > cap(t.buf) && !t.grow(need) {
+		t.drop()
+		return
+	}
 	t.buf = append(t.buf, p...)
+}
+
+// grow moves the capture to a buffer of at least need bytes, charged
+// first; false when the budget refuses.
+func (t *cacheTee) grow(need int) bool {
+	n := max(2*cap(t.buf), need)
+	if t.want >= 0 {
+		n = min(n, t.head+t.want)
+	}
+	n = max(min(n, t.limit), need)
+	e := t.f.e
+	d := int64(n - cap(t.buf))
+	if e.cacheFillMem.Add(d) > e.opts.CacheFillMemory {
+		e.cacheFillMem.Add(-d)
+		return false
+	}
+	t.charged += d
+	nb := make([]byte, len(t.buf), n)
+	copy(nb, t.buf)
+	t.buf = nb
+	return true
 }
 
 func (t *cacheTee) drop() {
