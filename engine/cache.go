@@ -60,7 +60,8 @@ type routeCache struct {
 	prefix  []byte // "routeId#"
 	kind    string // store kind: memory, disk, redis
 	st      store.Store
-	async   bool // writes go through the engine's store writer (disk, redis)
+	share   *sharedHits // hits of large entries share a copy (nil: Redis)
+	async   bool        // writes go through the engine's store writer (disk, redis)
 	tmpl    *expr.Template
 	when    func(*fasthttp.RequestCtx) bool
 	maxBody int
@@ -151,6 +152,7 @@ func (c *compiler) compileCache(r *Route) *routeCache {
 		}
 		rc.st = st
 		rc.async = rc.kind != "memory"
+		rc.share = c.reg.stores.sharing(rc.kind)
 	}
 	return rc
 }
@@ -370,7 +372,7 @@ const (
 // extends kb with the request's Vary values and reads the variant. raw is
 // nil on a miss (or a store error, or a malformed entry).
 func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cacheEntry, raw []byte, kind int) {
-	raw, err := rc.st.Get(context.Background(), kb.B)
+	raw, err := rc.get(kb.B)
 	if err != nil {
 		return e, nil, lookupMiss
 	}
@@ -381,7 +383,7 @@ func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cache
 	if e.kind == entryIndex {
 		kb.B = append(kb.B, 0)
 		kb.B = appendVaryValues(kb.B, e.names, &ctx.Request.Header, ctx.Request.Header.Host())
-		raw, err = rc.st.Get(context.Background(), kb.B)
+		raw, err = rc.get(kb.B)
 		if err != nil {
 			return e, nil, lookupVaryMiss
 		}
@@ -390,6 +392,20 @@ func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cache
 		}
 	}
 	return e, raw, lookupMiss
+}
+
+// get reads key's value: the copy the hits of a large entry in flight
+// share, or the store's.
+func (rc *routeCache) get(key []byte) ([]byte, error) {
+	if raw := rc.share.get(key); raw != nil {
+		return raw, nil
+	}
+	epoch := rc.share.now()
+	raw, err := rc.st.Get(context.Background(), key)
+	if err == nil {
+		rc.share.add(key, raw, epoch)
+	}
+	return raw, err
 }
 
 // answer serves an entry: the whole response, or 304 when the client's
@@ -619,8 +635,9 @@ func sameOrigin(ref, host []byte) ([]byte, bool) {
 // finished fill that may still answer for it until a slow write is done.
 func (rc *routeCache) remove(e *Engine, key []byte) {
 	e.fills.forget(key)
+	rc.share.drop(key)
 	if rc.async {
-		e.writer.delete(rc.st, key)
+		e.writer.delete(rc.st, rc.share, key)
 		return
 	}
 	rc.st.Delete(context.Background(), key) //nolint:errcheck // a failed delete leaves an cacheEntry to expire

@@ -307,13 +307,15 @@ func (f *fetch) finish(raw []byte, pass bool) {
 // put stores one value: at once in memory, through the writer for slow
 // stores, which then ends fl's publication.
 func (rc *routeCache) put(e *Engine, key, val []byte, ttl time.Duration, fl *fill) {
+	rc.share.drop(key)
 	if rc.async {
-		e.writer.set(rc.st, key, val, ttl, fl, &e.fills)
+		e.writer.set(rc.st, rc.share, key, val, ttl, fl, &e.fills)
 		return
 	}
 	if err := rc.st.Set(context.Background(), key, val, ttl); err != nil && !errors.Is(err, store.ErrTooLarge) {
 		e.log.Debug("cache store failed", "store", rc.kind, "error", err.Error())
 	}
+	rc.share.drop(key)
 }
 
 // collapsed waits for the fill another request leads and answers with
@@ -591,6 +593,7 @@ type storeWriter struct {
 
 type storeOp struct {
 	st    store.Store
+	share *sharedHits // the key's shared copy is dropped once written
 	key   []byte
 	val   []byte // nil: delete
 	ttl   time.Duration
@@ -642,19 +645,20 @@ func (w *storeWriter) do(op storeOp) {
 	if err != nil && !errors.Is(err, store.ErrTooLarge) && w.log.Enabled(context.Background(), slog.LevelDebug) {
 		w.log.Debug("cache store failed", "error", err.Error())
 	}
+	op.share.drop(op.key)
 	if op.fl != nil {
 		op.fills.release(op.fl)
 	}
 }
 
 // set queues a write; key is copied, val must not change afterwards.
-func (w *storeWriter) set(st store.Store, key, val []byte, ttl time.Duration, fl *fill, fs *fills) {
-	w.queue(storeOp{st: st, key: append([]byte(nil), key...), val: val, ttl: ttl, fl: fl, fills: fs})
+func (w *storeWriter) set(st store.Store, sh *sharedHits, key, val []byte, ttl time.Duration, fl *fill, fs *fills) {
+	w.queue(storeOp{st: st, share: sh, key: append([]byte(nil), key...), val: val, ttl: ttl, fl: fl, fills: fs})
 }
 
 // delete queues a deletion.
-func (w *storeWriter) delete(st store.Store, key []byte) {
-	w.queue(storeOp{st: st, key: append([]byte(nil), key...)})
+func (w *storeWriter) delete(st store.Store, sh *sharedHits, key []byte) {
+	w.queue(storeOp{st: st, share: sh, key: append([]byte(nil), key...)})
 }
 
 func (w *storeWriter) queue(op storeOp) {
