@@ -24,12 +24,15 @@ import (
 //
 //  1. the gate: CacheWhen, or by default any request without
 //     Authorization; a request the gate refuses passes untouched;
-//  2. the key: "routeId#" + the CacheKey rendering, or by default
-//     "routeId#GET " + host + path + query (HEAD uses GET's entries; it
-//     never stores, having no body);
+//  2. the key: "routeId#" + the CacheKey rendering (its {Path} is the
+//     path as forwarded; controls and '%' percent-encoded: escapeKey), or
+//     by default "routeId#GET " + host + path + query (HEAD uses GET's
+//     entries; it never stores, having no body);
 //  3. lookup: the key holds a response, or, for a response that had
 //     Vary, a variant index naming the fields it varies on: the variant's
-//     key adds the request's values of those fields;
+//     key adds a NUL and the request's values of those fields, each after
+//     its name (appendVaryValues). No primary key holds a NUL, so none is
+//     another's variant key;
 //  4. a usable entry (fresh, or stale as the request or
 //     stale-while-revalidate allows) answers, with Age and Cache-Status;
 //     a client's conditional request is answered 304 from it;
@@ -57,7 +60,8 @@ type routeCache struct {
 	prefix  []byte // "routeId#"
 	kind    string // store kind: memory, disk, redis
 	st      store.Store
-	async   bool // writes go through the engine's store writer (disk, redis)
+	share   *sharedHits // hits of large entries share a copy (nil: Redis)
+	async   bool        // writes go through the engine's store writer (disk, redis)
 	tmpl    *expr.Template
 	when    func(*fasthttp.RequestCtx) bool
 	maxBody int
@@ -148,6 +152,7 @@ func (c *compiler) compileCache(r *Route) *routeCache {
 		}
 		rc.st = st
 		rc.async = rc.kind != "memory"
+		rc.share = c.reg.stores.sharing(rc.kind)
 	}
 	return rc
 }
@@ -304,16 +309,50 @@ func (rc *routeCache) appendKey(dst []byte, ctx *fasthttp.RequestCtx, asGET bool
 		lowerASCII(dst[n:])
 		return appendOriginForm(dst, &ctx.Request)
 	}
+	n := len(dst)
 	if !asGET || h.IsGet() {
-		return rc.tmpl.AppendTo(dst, ctx)
+		return escapeKey(rc.tmpl.AppendTo(dst, ctx), n)
 	}
 	var mb [16]byte
 	m := append(mb[:0], h.Method()...)
 	h.SetMethod(fasthttp.MethodGet)
 	dst = rc.tmpl.AppendTo(dst, ctx)
 	h.SetMethodBytes(m)
+	return escapeKey(dst, n)
+}
+
+// escapeKey percent-encodes, in dst[from:], the bytes a primary key must
+// not hold: controls (NUL ends a primary key where a variant's Vary part
+// begins) and '%' itself, so that the encoding is one-to-one. A template
+// renders decoded text ({Query('x')}, a header), which could otherwise
+// make one request's primary key another URI's variant key. The default
+// key needs none of it: fasthttp refuses controls in the request-target
+// and NUL in Host. Keys without such bytes, the usual ones, are left as
+// they are.
+func escapeKey(dst []byte, from int) []byte {
+	i := from
+	for i < len(dst) && !keyEscaped(dst[i]) {
+		i++
+	}
+	if i == len(dst) {
+		return dst
+	}
+	sb := pool.Scratch.Get()
+	sb.B = append(sb.B[:0], dst[i:]...)
+	dst = dst[:i]
+	const hex = "0123456789ABCDEF"
+	for _, c := range sb.B {
+		if keyEscaped(c) {
+			dst = append(dst, '%', hex[c>>4], hex[c&15])
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	pool.Scratch.Put(sb)
 	return dst
 }
+
+func keyEscaped(c byte) bool { return c < 0x20 || c == 0x7f || c == '%' }
 
 func lowerASCII(b []byte) {
 	for i, c := range b {
@@ -333,7 +372,7 @@ const (
 // extends kb with the request's Vary values and reads the variant. raw is
 // nil on a miss (or a store error, or a malformed entry).
 func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cacheEntry, raw []byte, kind int) {
-	raw, err := rc.st.Get(context.Background(), kb.B)
+	raw, err := rc.get(kb.B)
 	if err != nil {
 		return e, nil, lookupMiss
 	}
@@ -344,7 +383,7 @@ func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cache
 	if e.kind == entryIndex {
 		kb.B = append(kb.B, 0)
 		kb.B = appendVaryValues(kb.B, e.names, &ctx.Request.Header, ctx.Request.Header.Host())
-		raw, err = rc.st.Get(context.Background(), kb.B)
+		raw, err = rc.get(kb.B)
 		if err != nil {
 			return e, nil, lookupVaryMiss
 		}
@@ -353,6 +392,20 @@ func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cache
 		}
 	}
 	return e, raw, lookupMiss
+}
+
+// get reads key's value: the copy the hits of a large entry in flight
+// share, or the store's.
+func (rc *routeCache) get(key []byte) ([]byte, error) {
+	if raw := rc.share.get(key); raw != nil {
+		return raw, nil
+	}
+	epoch := rc.share.now()
+	raw, err := rc.st.Get(context.Background(), key)
+	if err == nil {
+		rc.share.add(key, raw, epoch)
+	}
+	return raw, err
 }
 
 // answer serves an entry: the whole response, or 304 when the client's
@@ -578,10 +631,13 @@ func sameOrigin(ref, host []byte) ([]byte, bool) {
 	return path, true
 }
 
-// remove deletes the entry (or variant index) under a key.
+// remove deletes the entry (or variant index) under a key, and the
+// finished fill that may still answer for it until a slow write is done.
 func (rc *routeCache) remove(e *Engine, key []byte) {
+	e.fills.forget(key)
+	rc.share.drop(key)
 	if rc.async {
-		e.writer.delete(rc.st, key)
+		e.writer.delete(rc.st, rc.share, key)
 		return
 	}
 	rc.st.Delete(context.Background(), key) //nolint:errcheck // a failed delete leaves an cacheEntry to expire

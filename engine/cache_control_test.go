@@ -94,11 +94,11 @@ func TestVaryNames(t *testing.T) {
 	h.Add("Accept-Encoding", "gzip ,  br")
 	h.Add("Accept-Encoding", "zstd")
 	got := appendVaryValues(nil, []byte("accept-encoding,origin"), &h, nil)
-	if string(got) != "\x02gzip,br,zstd\x00\x01\x00" {
+	if string(got) != "accept-encoding\x02gzip,br,zstd\x00origin\x01\x00" {
 		t.Errorf("values %q", got)
 	}
 	h.Set("Origin", "")
-	if got := appendVaryValues(nil, []byte("origin"), &h, nil); string(got) != "\x02\x00" {
+	if got := appendVaryValues(nil, []byte("origin"), &h, nil); string(got) != "origin\x02\x00" {
 		t.Errorf("empty Origin: %q", got)
 	}
 }
@@ -156,6 +156,22 @@ func TestValidTargeted(t *testing.T) {
 	} {
 		if got := validTargeted([][]byte{[]byte(in)}); got != want {
 			t.Errorf("%q: %v, want %v", in, got, want)
+		}
+	}
+}
+
+// A template's output never holds the NUL that starts a variant's part of
+// a key, and the escaping is one-to-one.
+func TestEscapeKey(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"r#GET_/faq", "r#GET_/faq"},
+		{"r#GET_/faq\x00\x02text/html\x00", "r#GET_/faq%00%02text/html%00"},
+		{"r#a%00", "r#a%2500"},
+		{"r#tab\there\x7f", "r#tab%09here%7F"},
+	}
+	for _, tt := range tests {
+		if got := string(escapeKey([]byte(tt.in), 2)); got != tt.want {
+			t.Errorf("escapeKey(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

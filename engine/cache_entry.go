@@ -32,8 +32,9 @@ import (
 //	          the order received, without Content-Length, Age or hop-by-hop
 //	          lines: a hit is parsed from it as fasthttp parses an upstream's
 //	          answer, so Date and every other line come back as they were
-//	vary      uvarint length, then the request's normalized values of the
-//	          fields the response varies on (appendVaryValues)
+//	vary      uvarint length, then the names and the request's normalized
+//	          values of the fields the response varies on
+//	          (appendVaryValues)
 //	body      the rest of the entry
 //
 // a variant index (stored under a URI's key when its response has Vary):

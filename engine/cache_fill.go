@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -86,7 +88,11 @@ func (f *fetch) complete(reqTime int64) {
 		if raw := f.refreshed(rh, reqTime, respTime); raw != nil {
 			ent, _ := decodeEntry(raw)
 			if !f.bg {
-				f.rc.answerOrFail(x, &ent, ent.currentAge(respTime), "fwd=stale; fwd-status=304; stored", "")
+				cs := "fwd=stale; fwd-status=304; stored"
+				if f.rq.has(ccNoStore) {
+					cs = "fwd=stale; fwd-status=304"
+				}
+				f.rc.answerOrFail(x, &ent, ent.currentAge(respTime), cs, "")
 			}
 			return
 		}
@@ -139,21 +145,17 @@ func (f *fetch) complete(reqTime int64) {
 	}
 	size := len(hb.B) + len(vals) + 64
 	if s := x.stream; s != nil {
-		if cl > 0 {
-			size += cl
-		} else {
-			size += 64 << 10
-		}
 		// Requests waiting for this key go upstream themselves now: the
 		// body arrives as fast as this client takes it, and a slow
 		// client must not hold every other request for the key. The
 		// entry is still stored once the body is whole.
 		f.finish(nil, false)
 		t := &cacheTee{f: f, m: m, names: ri.vary, want: cl}
-		t.buf = appendEntry(make([]byte, 0, size), &m, status, hb.B, vals)
+		t.buf = appendEntry(make([]byte, 0, size+teeFirst), &m, status, hb.B, vals)
 		pool.Scratch.Put(hb)
 		t.head = len(t.buf)
 		t.limit = t.head + f.rc.maxBody
+		t.start()
 		s.setTee(t)
 		f.x = nil
 		f.status(rh, "", "")
@@ -231,7 +233,13 @@ func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) [
 	} else {
 		ri.hasAge = false
 	}
-	m, why := f.rc.policy.assess(&ri, &f.rq, false, reqTime, respTime)
+	// The answer's directives decide whether the entry may stay; the
+	// request's no-store only keeps this exchange out of the store (RFC
+	// 9111 section 5.2.1.5): it must not let any client evict an entry
+	// the origin has just confirmed.
+	rq := f.rq
+	rq.flags &^= ccNoStore
+	m, why := f.rc.policy.assess(&ri, &rq, false, reqTime, respTime)
 	if why != "" {
 		// Now uncacheable (no-store, private...): the stale entry goes.
 		f.rc.remove(f.e, f.key)
@@ -240,6 +248,12 @@ func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) [
 	}
 	raw := appendEntry(make([]byte, 0, len(hb.B)+len(old.vary)+len(old.body)+64), &m, old.status, hb.B, old.vary)
 	raw = append(raw, old.body...)
+	if f.rq.has(ccNoStore) {
+		// Answered from the merged entry, which is not stored: the stored
+		// one stays as it was.
+		f.finish(nil, false)
+		return raw
+	}
 	f.store(raw, &m, nil, f.key)
 	return raw
 }
@@ -293,13 +307,15 @@ func (f *fetch) finish(raw []byte, pass bool) {
 // put stores one value: at once in memory, through the writer for slow
 // stores, which then ends fl's publication.
 func (rc *routeCache) put(e *Engine, key, val []byte, ttl time.Duration, fl *fill) {
+	rc.share.drop(key)
 	if rc.async {
-		e.writer.set(rc.st, key, val, ttl, fl, &e.fills)
+		e.writer.set(rc.st, rc.share, key, val, ttl, fl, &e.fills)
 		return
 	}
 	if err := rc.st.Set(context.Background(), key, val, ttl); err != nil && !errors.Is(err, store.ErrTooLarge) {
 		e.log.Debug("cache store failed", "store", rc.kind, "error", err.Error())
 	}
+	rc.share.drop(key)
 }
 
 // collapsed waits for the fill another request leads and answers with
@@ -339,14 +355,23 @@ func (rc *routeCache) collapsed(x *exchange, fl *fill, fwd string) bool {
 // an answer that cannot be stored the key is marked for a while
 // (hitForPassFor): requests for it then go upstream at once, each on its
 // own, instead of waiting in line. The map is touched only on misses.
+//
+// The map holds a 128-bit hash of each key, not the key: a key holds the
+// request-target, and up to fillsMax markers of 16 KiB URIs would hold a
+// gigabyte. The hash is seeded per process (hash/maphash, two seeds), so
+// no client can make two keys collide on purpose.
 type fills struct {
-	mu sync.Mutex
-	m  map[string]*fill
+	mu    sync.Mutex
+	m     map[fillKey]*fill
+	seeds [2]maphash.Seed
 }
+
+// fillKey is a key's hash (fills.hash).
+type fillKey [16]byte
 
 // fill is one key's upstream request.
 type fill struct {
-	key       string
+	key       fillKey
 	done      chan struct{} // closed when raw is set (or will stay nil)
 	raw       []byte        // the cacheEntry, immutable; nil: nothing to share
 	passUntil int64         // a hit-for-pass marker until then (unix ns)
@@ -362,21 +387,31 @@ const (
 	fillsMax      = 65536 // no more markers past it (many URIs, each uncacheable)
 )
 
+// hash returns key's map key; fs.mu is held.
+func (fs *fills) hash(key []byte) fillKey {
+	if fs.m == nil {
+		fs.m = map[fillKey]*fill{}
+		fs.seeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
+	}
+	var k fillKey
+	binary.LittleEndian.PutUint64(k[:8], maphash.Bytes(fs.seeds[0], key))
+	binary.LittleEndian.PutUint64(k[8:], maphash.Bytes(fs.seeds[1], key))
+	return k
+}
+
 // join returns the key's fill and this request's role in it.
 func (fs *fills) join(key []byte, now int64) (*fill, int) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	if f, ok := fs.m[string(key)]; ok {
+	hk := fs.hash(key)
+	if f, ok := fs.m[hk]; ok {
 		if f.passUntil == 0 {
 			return f, fillWaiter
 		}
 		if now < f.passUntil {
 			return nil, fillPass
 		}
-		delete(fs.m, f.key)
-	}
-	if fs.m == nil {
-		fs.m = map[string]*fill{}
+		delete(fs.m, hk)
 	}
 	if len(fs.m) >= fillsSweepAt {
 		for k, f := range fs.m {
@@ -385,8 +420,8 @@ func (fs *fills) join(key []byte, now int64) (*fill, int) {
 			}
 		}
 	}
-	f := &fill{key: string(key), done: make(chan struct{})}
-	fs.m[f.key] = f
+	f := &fill{key: hk, done: make(chan struct{})}
+	fs.m[hk] = f
 	return f, fillLeader
 }
 
@@ -428,11 +463,33 @@ func (fs *fills) release(f *fill) {
 	fs.mu.Unlock()
 }
 
+// forget removes the finished fill kept for key's slow write, if any: an
+// invalidation of key must not leave it answering newcomers with the
+// entry it removes. A fill still in flight, and a marker, stay.
+func (fs *fills) forget(key []byte) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.m == nil {
+		return
+	}
+	hk := fs.hash(key)
+	if f, ok := fs.m[hk]; ok && f.passUntil == 0 && f.raw != nil {
+		delete(fs.m, hk)
+	}
+}
+
 // cacheTee captures a streamed response body for the cache as the client
 // receives it. The entry is stored only if the body arrived whole (and,
 // with a Content-Length, of that length) and within the route's limit and
 // the engine's fill memory; otherwise the capture is dropped and the
 // stream goes on untouched.
+//
+// The buffer grows as bytes arrive (doubling, never past the announced
+// length or the limit), not to the Content-Length up front, and
+// Options.CacheFillMemory is charged for what the buffer holds (its
+// capacity) before it grows: a client reading a large answer slowly holds
+// only what has arrived, and the captures together stay within the
+// budget. A growth the budget refuses drops the capture.
 type cacheTee struct {
 	f       *fetch
 	m       entryMeta
@@ -442,7 +499,22 @@ type cacheTee struct {
 	limit   int
 	want    int // Content-Length, or -1
 	over    bool
-	charged int64
+	charged int64 // cap(buf), charged to CacheFillMemory
+}
+
+// teeFirst is the body room a capture starts with.
+const teeFirst = 64 << 10
+
+// start charges the first buffer, or drops the capture.
+func (t *cacheTee) start() {
+	e := t.f.e
+	n := int64(cap(t.buf))
+	if e.cacheFillMem.Add(n) > e.opts.CacheFillMemory {
+		e.cacheFillMem.Add(-n)
+		t.over, t.buf = true, nil
+		return
+	}
+	t.charged = n
 }
 
 // write appends body bytes (respStream.Read calls it).
@@ -450,16 +522,37 @@ func (t *cacheTee) write(p []byte) {
 	if t.over || len(p) == 0 {
 		return
 	}
-	e := t.f.e
-	if len(t.buf)+len(p) > t.limit || e.cacheFillMem.Add(int64(len(p))) > e.opts.CacheFillMemory {
-		if len(t.buf)+len(p) <= t.limit {
-			e.cacheFillMem.Add(-int64(len(p)))
-		}
+	need := len(t.buf) + len(p)
+	if need > t.limit || t.want >= 0 && need > t.head+t.want {
 		t.drop()
 		return
 	}
-	t.charged += int64(len(p))
+	if need > cap(t.buf) && !t.grow(need) {
+		t.drop()
+		return
+	}
 	t.buf = append(t.buf, p...)
+}
+
+// grow moves the capture to a buffer of at least need bytes, charged
+// first; false when the budget refuses.
+func (t *cacheTee) grow(need int) bool {
+	n := max(2*cap(t.buf), need)
+	if t.want >= 0 {
+		n = min(n, t.head+t.want)
+	}
+	n = max(min(n, t.limit), need)
+	e := t.f.e
+	d := int64(n - cap(t.buf))
+	if e.cacheFillMem.Add(d) > e.opts.CacheFillMemory {
+		e.cacheFillMem.Add(-d)
+		return false
+	}
+	t.charged += d
+	nb := make([]byte, len(t.buf), n)
+	copy(nb, t.buf)
+	t.buf = nb
+	return true
 }
 
 func (t *cacheTee) drop() {
@@ -483,10 +576,14 @@ func (t *cacheTee) end(whole bool) {
 }
 
 // storeWriter writes to the slow stores (disk, Redis) off the request
-// path: a bounded queue and a few workers. A full queue drops the write
-// (the entry is simply not cached); a write never delays a client.
+// path: a bounded queue per worker. A full queue drops the write (the entry
+// is simply not cached); a write never delays a client. A key's writes all
+// go to one worker (by a hash of the key), so they are done in the order
+// they were queued: a Delete queued after a Set of the same key (an
+// unsafe request's invalidation) is never overtaken by that Set.
 type storeWriter struct {
-	ch      chan storeOp
+	chs     [storeWriters]chan storeOp
+	seed    maphash.Seed
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	dropped atomic.Uint64
@@ -496,6 +593,7 @@ type storeWriter struct {
 
 type storeOp struct {
 	st    store.Store
+	share *sharedHits // the key's shared copy is dropped once written
 	key   []byte
 	val   []byte // nil: delete
 	ttl   time.Duration
@@ -505,28 +603,29 @@ type storeOp struct {
 
 const (
 	storeWriters     = 4
-	storeWriterQueue = 1024
+	storeWriterQueue = 1024 // in all, storeWriterQueue/storeWriters per worker
 )
 
 func newStoreWriter(log *slog.Logger) *storeWriter {
-	w := &storeWriter{ch: make(chan storeOp, storeWriterQueue), stop: make(chan struct{}), log: log}
-	for i := 0; i < storeWriters; i++ {
+	w := &storeWriter{stop: make(chan struct{}), log: log, seed: maphash.MakeSeed()}
+	for i := range w.chs {
+		w.chs[i] = make(chan storeOp, storeWriterQueue/storeWriters)
 		w.wg.Add(1)
-		go w.work()
+		go w.work(w.chs[i])
 	}
 	return w
 }
 
-func (w *storeWriter) work() {
+func (w *storeWriter) work(ch chan storeOp) {
 	defer w.wg.Done()
 	for {
 		select {
-		case op := <-w.ch:
+		case op := <-ch:
 			w.do(op)
 		case <-w.stop:
 			for {
 				select {
-				case op := <-w.ch:
+				case op := <-ch:
 					w.do(op)
 				default:
 					return
@@ -546,25 +645,27 @@ func (w *storeWriter) do(op storeOp) {
 	if err != nil && !errors.Is(err, store.ErrTooLarge) && w.log.Enabled(context.Background(), slog.LevelDebug) {
 		w.log.Debug("cache store failed", "error", err.Error())
 	}
+	op.share.drop(op.key)
 	if op.fl != nil {
 		op.fills.release(op.fl)
 	}
 }
 
 // set queues a write; key is copied, val must not change afterwards.
-func (w *storeWriter) set(st store.Store, key, val []byte, ttl time.Duration, fl *fill, fs *fills) {
-	w.queue(storeOp{st: st, key: append([]byte(nil), key...), val: val, ttl: ttl, fl: fl, fills: fs})
+func (w *storeWriter) set(st store.Store, sh *sharedHits, key, val []byte, ttl time.Duration, fl *fill, fs *fills) {
+	w.queue(storeOp{st: st, share: sh, key: append([]byte(nil), key...), val: val, ttl: ttl, fl: fl, fills: fs})
 }
 
 // delete queues a deletion.
-func (w *storeWriter) delete(st store.Store, key []byte) {
-	w.queue(storeOp{st: st, key: append([]byte(nil), key...)})
+func (w *storeWriter) delete(st store.Store, sh *sharedHits, key []byte) {
+	w.queue(storeOp{st: st, share: sh, key: append([]byte(nil), key...)})
 }
 
 func (w *storeWriter) queue(op storeOp) {
+	ch := w.chs[maphash.Bytes(w.seed, op.key)%storeWriters]
 	select {
 	case <-w.stop:
-	case w.ch <- op:
+	case ch <- op:
 		return
 	default:
 	}
@@ -590,9 +691,11 @@ func (w *storeWriter) close(ctx context.Context) {
 const backgroundRefreshes = 64
 
 // refreshInBackground refreshes a stale entry served under
-// stale-while-revalidate: one refresh per key at a time, sent as the
-// client's request was (with the entry's validators), its answer stored
-// as a miss's would be.
+// stale-while-revalidate: one refresh per key at a time, its answer
+// stored as a miss's would be. The refresh is a bodyless HTTP/1.1 GET
+// built from the client's header (refreshRequest): whatever the client
+// sent (HEAD, HTTP/1.0, a body) was answered from the cache and must not
+// shape the request that refills the entry.
 func (rc *routeCache) refreshInBackground(x *exchange, next handler, key []byte, pk int, stale *cacheEntry, raw []byte) {
 	e := x.e
 	fl, role := e.fills.join(key, e.wallNow())
@@ -605,11 +708,7 @@ func (rc *routeCache) refreshInBackground(x *exchange, next handler, key []byte,
 		return
 	}
 	req := fasthttp.AcquireRequest()
-	x.ctx.Request.Header.CopyTo(&req.Header)
-	req.Header.Del("If-None-Match")
-	req.Header.Del("If-Modified-Since")
-	req.Header.Del("Cache-Control")
-	req.Header.Del("Pragma")
+	refreshRequest(&req.Header, &x.ctx.Request.Header)
 	f := &fetch{rc: rc, fwd: "stale", rq: parseCacheControl(nil), stale: *stale, staleRaw: raw, bg: true, fl: fl, pk: pk}
 	f.key = append(f.keyBuf[:0], key...)
 	remote, route := x.ctx.RemoteAddr(), x.route
@@ -638,4 +737,35 @@ func (rc *routeCache) refreshInBackground(x *exchange, next handler, key []byte,
 		f.finish(nil, false) // when nothing was stored
 		bx.release()
 	}()
+}
+
+// refreshHeaderDrops are the client's fields a background refresh does
+// not send: its framing (the client's body is not sent, so announcing it
+// would let the next request on the pooled upstream connection be read as
+// that body), its expectation, its range and conditionals (the refresh
+// wants the whole current answer; the entry's own validators are added by
+// fetch.run), and its cache directives (they were the client's, answered
+// from the cache).
+var refreshHeaderDrops = []string{
+	"Content-Length", "Transfer-Encoding", "Expect", "Range", "If-Range",
+	"If-Match", "If-Unmodified-Since", "If-None-Match", "If-Modified-Since",
+	"Cache-Control", "Pragma",
+}
+
+// refreshRequest sets dst to the background refresh of the request src:
+// an HTTP/1.1 GET of the same target with the client's other fields (the
+// ones a Vary or the origin may depend on), announcing no body.
+func refreshRequest(dst, src *fasthttp.RequestHeader) {
+	src.CopyTo(dst)
+	dst.SetMethod(fasthttp.MethodGet)
+	// The refresh has no client connection: HTTP/1.0's answer path
+	// (streamToHTTP10) would hijack one, and its keep-alive rules are the
+	// client's.
+	dst.SetProtocolBytes(strHTTP11)
+	dst.ResetConnectionClose()
+	for _, k := range refreshHeaderDrops {
+		dst.Del(k)
+	}
+	dst.SetContentLength(0)
+	dst.Del("Content-Length")
 }

@@ -334,9 +334,11 @@ func (p *storePolicy) assess(ri *respInfo, reqCC *cacheControl, reqAuth bool, re
 		if cc.has(ccPrivate) {
 			return m, "private"
 		}
-		if reqAuth && !cc.has(ccPublic) && cc.sMaxAge == ccUnset && !cc.has(ccMustRevalidate) {
-			return m, "authorization"
-		}
+	}
+	// ForceCache or not: an answer to a request with Authorization is one
+	// user's unless the origin says it may be shared (RFC 9111 section 3.5).
+	if reqAuth && !cc.has(ccPublic) && cc.sMaxAge == ccUnset && !cc.has(ccMustRevalidate) {
+		return m, "authorization"
 	}
 	m.stored = respTime
 	m.age = initialAge(ri, reqTime, respTime)
@@ -496,22 +498,33 @@ func usable(e *cacheEntry, rq *cacheControl, age time.Duration) use {
 }
 
 // staleOnError reports whether a stale entry may answer when revalidating
-// it failed (stale-if-error from the response, or from the request).
+// it failed (stale-if-error from the response, or from the request): only
+// an entry that is stale, by less than the window. A fresh entry that had
+// to be validated (a no-cache answer, a request with no-cache or max-age)
+// is not served in place of the error, nor is one whose answer forbids
+// stale use (RFC 9111 section 4.2.4: no-cache, must-revalidate,
+// proxy-revalidate, s-maxage).
 func staleOnError(e *cacheEntry, rq *cacheControl, age time.Duration) bool {
-	if e.flags&entMustRevalidate != 0 {
+	if e.flags&(entMustRevalidate|entNoCache) != 0 {
 		return false
 	}
 	window := e.sie
 	if rq.sie != ccUnset {
 		window = max(window, time.Duration(rq.sie)*time.Second)
 	}
-	return age-e.lifetime < window
+	stale := age - e.lifetime
+	return stale >= 0 && stale < window
 }
 
 // notModified reports whether a client's conditional GET or HEAD is
 // answered 304 by an entry (RFC 9110 section 13.2.2: If-None-Match first,
-// If-Modified-Since only without it).
+// If-Modified-Since only without it). Only a 2xx entry can be: the
+// conditions apply when the answer would be 2xx (section 13.2.1), and a
+// cached 404 or 301 must not become a 304 for a copy the client has.
 func notModified(h *fasthttp.RequestHeader, e *cacheEntry) bool {
+	if e.status < 200 || e.status > 299 {
+		return false
+	}
 	var lines [4][]byte
 	inm := append(lines[:0], h.PeekAll("If-None-Match")...)
 	if len(inm) > 0 {
@@ -539,9 +552,13 @@ var notModifiedFields = []string{"Cache-Control", "Content-Location", "Date", "E
 
 // appendVaryValues appends a request's values of the fields names lists
 // (varyNames' form), normalized: each field's lines joined, list items
-// trimmed; an absent field is told apart from an empty one. host is the
-// client's Host (the request's own may have been rewritten for the
-// upstream by then).
+// trimmed; an absent field is told apart from an empty one. Each value
+// follows its field's name: "name\x01\x00" (absent) or
+// "name\x02value\x00". A name is a token and a value holds no NUL, so the
+// string reads one way only, and two answers that vary on different
+// fields never share a variant key (the value "gzip" of Origin is not that
+// of Accept-Encoding). host is the client's Host (the request's own may
+// have been rewritten for the upstream by then).
 func appendVaryValues(dst []byte, names []byte, h *fasthttp.RequestHeader, host []byte) []byte {
 	for len(names) > 0 {
 		var name []byte
@@ -550,6 +567,7 @@ func appendVaryValues(dst []byte, names []byte, h *fasthttp.RequestHeader, host 
 		} else {
 			name, names = names, nil
 		}
+		dst = append(dst, name...)
 		var lines [][]byte
 		if string(name) == "host" {
 			if host != nil {

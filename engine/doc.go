@@ -84,6 +84,10 @@
 //     the last byte and nothing was read after it, and only after a peek
 //     finds nothing waiting on it: bytes an upstream sends unasked never
 //     reach any client.
+//   - A GET or HEAD whose whole body is empty never announces one upstream
+//     (writeRequest), and a cache refresh is always a bodyless HTTP/1.1 GET
+//     (cache_fill.go refreshRequest): a Content-Length with no bytes behind
+//     it would make the upstream read the next request as its body.
 //   - A request body is held only when a stage needs it whole (mirror, a
 //     Form Statement) or it is small; held bodies are bounded process-wide
 //     (Options.BodyMemory). Responses over 64 KiB or of unknown length

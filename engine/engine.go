@@ -69,8 +69,10 @@ type Options struct {
 	// store.NewMemory with its default limits.
 	CacheStores map[string]func() (store.Store, error)
 	// CacheFillMemory bounds the bytes of streamed response bodies being
-	// captured for the cache at once; past it, captures are dropped (the
-	// responses go on, uncached). Default DefaultCacheFillMemory.
+	// captured for the cache at once: each capture is charged for the
+	// buffer it holds, which grows as the body arrives. Past it, captures
+	// are dropped (the responses go on, uncached). Default
+	// DefaultCacheFillMemory.
 	CacheFillMemory int64
 	// Now replaces the wall clock of the cache's age and freshness
 	// computations (tests). Default time.Now.

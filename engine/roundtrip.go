@@ -227,6 +227,12 @@ func (x *exchange) writeRequest(c *uconn, d *Destination, target []byte) (rtStag
 		h.SetContentLength(b.n) // -1: chunked
 	case len(b.held()) > 0 || (!h.IsGet() && !h.IsHead()):
 		h.SetContentLength(len(b.held()))
+	case h.ContentLength() > 0 || h.ContentLength() == -1:
+		// A GET or HEAD whose whole body is empty (one built in-process,
+		// a cache refresh) never announces one: an upstream would take
+		// the start of the next request on this connection as its body.
+		h.SetContentLength(0)
+		h.Del("Content-Length")
 	}
 	http10 := !h.IsHTTP11()
 	if http10 {

@@ -123,7 +123,10 @@
 // or a literal value; absent fields render as nothing, multi-valued fields
 // join with "," ('#KVS' renders name=value pairs), ContentLength renders its
 // digits and booleans "true"/"false". Output keeps the request's case
-// (VKProxy upper-cased it). An empty template, "{}", an unmatched brace and
+// (VKProxy upper-cased it). In a template, {Path} is the path as the client
+// sent it and vkp forwards it (not decoded or normalised, without the
+// query), unlike the Statement field: a key names what the origin is asked
+// for. An empty template, "{}", an unmatched brace and
 // unknown fields are compile errors.
 //
 // VKProxy's newer syntax (Request.Path == '/a' && ..., templates

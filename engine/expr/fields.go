@@ -303,6 +303,17 @@ var (
 
 func getPath(ctx *fasthttp.RequestCtx) ([]byte, bool) { return ctx.Path(), true }
 
+// appendForwardedPath appends the path as the client sent it, which is
+// what vkp forwards: not decoded, "//" and dot-segments kept, without the
+// query; "/" when the request-target has none. A template's {Path}.
+func appendForwardedPath(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	p := ctx.URI().PathOriginal()
+	if len(p) == 0 || p[0] != '/' {
+		dst = append(dst, '/')
+	}
+	return append(dst, p...)
+}
+
 // getPathBase is always the empty string: vkp mounts nothing under a base
 // path, so ASP.NET's PathBase has no counterpart.
 func getPathBase(*fasthttp.RequestCtx) ([]byte, bool) { return nil, true }

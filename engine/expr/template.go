@@ -97,6 +97,12 @@ func compileField(src string, open int) (func([]byte, *fasthttp.RequestCtx) []by
 		return func(dst []byte, _ *fasthttp.RequestCtx) []byte { return append(dst, text...) }, end
 	}
 	def := o.field.def
+	if def == fieldDefs["path"] {
+		// A key must name what the origin is asked for: the router's
+		// normalised path would let "//home" or "/x%2F..%2Fhome" be
+		// stored under the key of "/home".
+		return appendForwardedPath, end
+	}
 	switch def.kind {
 	case kindNumber:
 		get := def.number

@@ -3,6 +3,8 @@ package expr
 import (
 	"strings"
 	"testing"
+
+	"github.com/valyala/fasthttp"
 )
 
 func TestTemplate(t *testing.T) {
@@ -43,7 +45,15 @@ func TestTemplate(t *testing.T) {
 		{"literals", "base", `{'lit'}-{42}-{true}-{null}-{"a}b"}`, "lit-42-true--a}b"},
 		{"brace inside key", "base", `[{Header('a}b')}]`, "[]"},
 		{"newline in literal", "base", "a\n{Method}", "a\nGET"},
+		{"path as sent", "rawpath", `{Path}`, "/a//x/..%2Fy/%2e%2e/z"},
+		{"absolute-form path", "absolute", `{Path}|{QueryString}`, "/|?q=1"},
 	}
+	raw := &fasthttp.RequestCtx{}
+	raw.Request.SetRequestURI("/a//x/..%2Fy/%2e%2e/z?q=1")
+	ctxs["rawpath"] = raw
+	abs := &fasthttp.RequestCtx{}
+	abs.Request.SetRequestURI("http://example.com?q=1")
+	ctxs["absolute"] = abs
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tmpl, err := CompileTemplate(tt.src)
