@@ -1,9 +1,13 @@
 package engine
 
 import (
+	"io"
+	"log/slog"
+	"net"
 	"testing"
 
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 func BenchmarkRouteMatch(b *testing.B) {
@@ -83,6 +87,26 @@ func BenchmarkCacheHit(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		proxiedGET(e, ctx, tmpl)
+	}
+}
+
+// BenchmarkAccessLog is BenchmarkProxiedGET with the access log on, as
+// serve writes it (JSON handler), to a discarding writer: what a line
+// costs on top of the request.
+func BenchmarkAccessLog(b *testing.B) {
+	body := make([]byte, 128)
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
+	go srv.Serve(ln) //nolint:errcheck
+	b.Cleanup(func() { ln.Close() })
+	log := slog.New(NewSamplingHandler(slog.NewJSONHandler(io.Discard, nil), NewSampler(SampleNone)))
+	e := mustEngine(b, oneRoute("", "origin.test:80"), Options{
+		Dial: func(string) (net.Conn, error) { return ln.Dial() }, Logger: log, AccessLog: true,
+	})
+	ctx, tmpl := newProxyCtx()
+	b.ReportAllocs()
+	for b.Loop() {
 		proxiedGET(e, ctx, tmpl)
 	}
 }
