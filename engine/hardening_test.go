@@ -1118,3 +1118,38 @@ func TestEarlyAnswerEveryBodyMode(t *testing.T) {
 		})
 	}
 }
+
+// A client that sends the first part of a body of known length as fast as
+// vkp reads (a read of 64 KiB comes back full) gets room for the rest at
+// once: the budget is charged for the Content-Length, no more, and the
+// body arrives whole.
+func TestBodyMemoryFastClientChargedOnce(t *testing.T) {
+	sh := newShadow()
+	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
+		Options{BodyMemory: 4 << 20})
+	_, addr := serveEngine(t, e)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 1 << 20
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", n)
+	c.Write(make([]byte, 256<<10)) //nolint:errcheck
+	deadline := time.Now().Add(5 * time.Second)
+	for e.bodyMem.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if m := e.bodyMem.Load(); m != n {
+		t.Fatalf("after 256 KiB of a 1 MiB body at once, %d bytes are charged, want the Content-Length %d", m, n)
+	}
+	c.Write(make([]byte, n-256<<10)) //nolint:errcheck
+	c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	resp := &fasthttp.Response{}
+	if err := resp.Read(bufio.NewReader(c)); err != nil || resp.StatusCode() != 200 {
+		t.Fatalf("%v %d", err, resp.StatusCode())
+	}
+	if st := waitMirror(t, e, 5*time.Second); st.Sent != 1 || st.DroppedBody != 0 {
+		t.Fatalf("%+v; want the copy sent whole", st)
+	}
+}

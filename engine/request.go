@@ -227,18 +227,27 @@ func (x *exchange) hold(limit int) error {
 			headerPool.Put(saved)
 		}()
 	}
+	fast := false
 	for {
 		// Charged as it arrives: each read may take at most as much again
 		// as has arrived (64 KiB at first), so a client that announces a
 		// large body and sends it slowly holds about what it sent, and a
 		// fast one is read in a few large reads (a 1 MiB body in 64 KiB
-		// reads cost the proxy a third more CPU than in whole ones).
+		// reads cost the proxy a third more CPU than in whole ones). Once
+		// a read of a body of known length comes back full (the client
+		// sends as fast as vkp reads), the rest gets its room at once:
+		// growing by doubling copied as much again as the body and touched
+		// twice its size in fresh pages, which on a cold start (an empty
+		// pool, a growing heap) fed a latency spiral (BENCHMARKS.md).
 		step := max(64<<10, len(b.buf.B))
 		if b.n >= 0 {
 			rem := b.n - b.read
 			if rem <= 0 {
 				b.stream = nil
 				return nil
+			}
+			if fast {
+				step = rem
 			}
 			step = min(step, rem)
 		} else if len(b.buf.B) >= limit {
@@ -258,6 +267,7 @@ func (x *exchange) hold(limit int) error {
 		}
 		k, err := x.readBody(b.buf.B[len(b.buf.B) : len(b.buf.B)+step])
 		b.buf.B = b.buf.B[:len(b.buf.B)+k]
+		fast = k == step
 		if err == io.EOF {
 			b.stream = nil
 			e.trimCharge(b)
@@ -300,7 +310,7 @@ func (x *exchange) readBody(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if c := x.ctx.Conn(); c != nil && x.e.opts.BodyTimeout > 0 {
+	if c := x.ctx.Conn(); c != nil && x.e.opts.BodyTimeout > 0 && canWatch(x.ctx) {
 		c.SetReadDeadline(time.Now().Add(x.e.opts.BodyTimeout)) //nolint:errcheck // a dead conn fails the read
 	}
 	k, err := b.stream.Read(p)

@@ -167,17 +167,33 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 
 // ensureDate gives a response without Date the one RFC 9110 section 6.6.1
 // has a recipient with a clock add. vkp's server passes the upstream's Date
-// through (NoDefaultDate), and fasthttp writes its own only for a header
-// that was reset, so a Date-less header is rebuilt that way. Origins
-// nearly always send Date: this is the rare path.
+// through (NoDefaultDate); a Date-less header gets the current second's,
+// made once a second (a rebuild of the header allocated six times).
 func ensureDate(h *fasthttp.ResponseHeader) {
 	if len(h.Peek("Date")) > 0 {
 		return
 	}
-	b := h.AppendBytes(nil)
-	h.Reset()
-	h.SetNoDefaultContentType(true)
-	h.Read(bufio.NewReaderSize(bytes.NewReader(b), len(b)+16)) //nolint:errcheck // fasthttp wrote it
+	h.SetBytesV("Date", currentDate())
+}
+
+// dateNow is the current second's IMF-fixdate and that second.
+var dateNow atomic.Pointer[datedSecond]
+
+type datedSecond struct {
+	sec  int64
+	date []byte
+}
+
+// currentDate returns the IMF-fixdate of now; callers must not keep or
+// change it.
+func currentDate() []byte {
+	now := time.Now()
+	if d := dateNow.Load(); d != nil && d.sec == now.Unix() {
+		return d.date
+	}
+	d := &datedSecond{sec: now.Unix(), date: appendHTTPDate(nil, now)}
+	dateNow.Store(d)
+	return d.date
 }
 
 // earlyAnswer reads an answer the upstream sent while vkp was still
@@ -696,7 +712,10 @@ var respStreamPool = sync.Pool{New: func() any { return new(respStream) }}
 func (x *exchange) startStream(s *respStream) {
 	x.stream = s
 	s.c.idleTO = x.route.timeout
-	s.client = x.ctx.Conn()
+	s.client = nil
+	if canWatch(x.ctx) { // a RequestCtx made in-process has no socket to set deadlines on
+		s.client = x.ctx.Conn()
+	}
 	s.writeTO = x.e.opts.WriteTimeout
 	size := -1
 	if s.kind == fixedBody {
