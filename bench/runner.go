@@ -120,6 +120,19 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 			killAll()
 			return cells, notes, err
 		}
+		if sc.Cold && cfg.Warmup > 0 {
+			// The origin is started once for every cell of the scenario:
+			// warmed here, the first proxy measured does not pay for the
+			// origin's own cold start (its buffers, its heap) and every
+			// proxy meets the same warm origin.
+			warm := LoadConfig{Label: "origin warm-up", Addr: origin.addr, Method: sc.Method, Path: "/bench",
+				BodySize: sc.BodySize, ExpectBodySize: sc.RespSize, Conns: cfg.OpenConns, Timeout: cfg.Timeout,
+				Rate: cfg.Rate, Duration: cfg.Warmup}
+			if _, err := RunLoad(ctx, warm); err != nil {
+				killAll()
+				return cells, notes, err
+			}
+		}
 		rounds := max(cfg.Rounds, 1)
 		for round := 1; round <= rounds; round++ {
 			for _, px := range proxies {

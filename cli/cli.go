@@ -20,6 +20,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/vkp-proxy/vkp/engine"
 	"github.com/vkp-proxy/vkp/store"
@@ -476,7 +477,7 @@ func adminServer(eng *engine.Engine, ready *atomic.Bool) *fasthttp.Server {
 		Name:                  "",
 		NoDefaultServerHeader: true,
 		ReadTimeout:           10 * time.Second,
-		WriteTimeout:          10 * time.Second,
+		WriteTimeout:          time.Minute, // a profile takes its ?seconds= first
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			switch string(ctx.Path()) {
 			case "/metrics":
@@ -492,8 +493,14 @@ func adminServer(eng *engine.Engine, ready *atomic.Bool) *fasthttp.Server {
 				}
 				ctx.SetBodyString("ready\n")
 			default:
+				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+					// Go's profiles and execution trace, for finding where
+					// the time goes in a running vkp.
+					pprofhandler.PprofHandler(ctx)
+					return
+				}
 				ctx.SetStatusCode(fasthttp.StatusNotFound)
-				ctx.SetBodyString("/metrics, /healthz, /readyz\n")
+				ctx.SetBodyString("/metrics, /healthz, /readyz, /debug/pprof/\n")
 			}
 		},
 	}

@@ -261,9 +261,10 @@ func (x *exchange) hold(limit int) error {
 			if b.n >= 0 {
 				c = min(c, b.n)
 			}
-			nb := make([]byte, len(b.buf.B), c)
-			copy(nb, b.buf.B)
-			b.buf.B = nb
+			nb := pool.Bodies.GetCap(c)
+			nb.B = append(nb.B, b.buf.B...)
+			pool.Bodies.Put(b.buf)
+			b.buf = nb
 		}
 		k, err := x.readBody(b.buf.B[len(b.buf.B) : len(b.buf.B)+step])
 		b.buf.B = b.buf.B[:len(b.buf.B)+k]

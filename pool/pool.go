@@ -12,11 +12,18 @@ type Buffer = bytebufferpool.ByteBuffer
 type Pool struct {
 	p     bytebufferpool.Pool
 	limit int
+	large *reserve // nil: large buffers go to p like the others
 }
 
 // New returns a pool that discards released buffers whose capacity exceeds
 // limit bytes. limit <= 0 means no limit.
 func New(limit int) *Pool { return &Pool{limit: limit} }
+
+// NewKeeping is New with a reserve of up to keep bytes of large buffers
+// (256 KiB and more) that garbage collections do not empty (large.go).
+func NewKeeping(limit, keep int) *Pool {
+	return &Pool{limit: limit, large: &reserve{keep: keep}}
+}
 
 // Get returns an empty buffer owned by the caller.
 func (p *Pool) Get() *Buffer { return p.p.Get() }
@@ -30,6 +37,9 @@ func (p *Pool) Put(b *Buffer) {
 	if p.limit > 0 && cap(b.B) > p.limit {
 		return
 	}
+	if p.large != nil && cap(b.B) >= 1<<largeMinShift && p.large.put(b) {
+		return
+	}
 	p.p.Put(b)
 }
 
@@ -38,5 +48,6 @@ func (p *Pool) Put(b *Buffer) {
 var Scratch = New(64 << 10)
 
 // Bodies is the pool for request and response bodies held past a handler
-// (mirror copies, cache entries). Buffers above 16 MiB are dropped.
-var Bodies = New(16 << 20)
+// (mirror copies, cache entries). Buffers above 16 MiB are dropped; up to
+// 64 MiB of large ones are kept through garbage collections.
+var Bodies = NewKeeping(16<<20, 64<<20)

@@ -1,6 +1,9 @@
 package pool
 
-import "testing"
+import (
+	"runtime"
+	"testing"
+)
 
 func TestPutDropsGiants(t *testing.T) {
 	p := New(1024)
@@ -30,4 +33,35 @@ func TestGetReturnsEmpty(t *testing.T) {
 		p.Put(b)
 	}
 	p.Put(nil) // must not panic
+}
+
+// Large buffers come back from the reserve by size class, survive a
+// garbage collection, and the reserve keeps no more than its bytes.
+func TestLargeReserve(t *testing.T) {
+	p := NewKeeping(16<<20, 3<<20)
+	a, b := p.GetCap(1<<20), p.GetCap(700<<10)
+	if cap(a.B) != 1<<20 || cap(b.B) != 1<<20 {
+		t.Fatalf("caps %d, %d; want the 1 MiB class", cap(a.B), cap(b.B))
+	}
+	c := p.GetCap(3 << 20)
+	if cap(c.B) != 4<<20 {
+		t.Fatalf("cap %d for 3 MiB, want 4 MiB", cap(c.B))
+	}
+	a.B = append(a.B, "x"...)
+	pa := &a.B[:1][0]
+	p.Put(a)
+	p.Put(b)
+	p.Put(c) // over the 3 MiB kept: not in the reserve
+	if k := p.Kept(); k != 2<<20 {
+		t.Fatalf("kept %d bytes, want 2 MiB", k)
+	}
+	runtime.GC()
+	runtime.GC()
+	got := p.GetCap(900 << 10)
+	if len(got.B) != 0 || cap(got.B) != 1<<20 {
+		t.Fatalf("len %d cap %d", len(got.B), cap(got.B))
+	}
+	if &got.B[:1][0] != pa && &p.GetCap(1 << 20).B[:1][0] != pa {
+		t.Fatal("a kept buffer did not come back after two collections")
+	}
 }
