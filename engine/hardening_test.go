@@ -1143,7 +1143,7 @@ func TestBodyMemoryFastClientChargedOnce(t *testing.T) {
 	if m := e.bodyMem.Load(); m != n {
 		t.Fatalf("after 256 KiB of a 1 MiB body at once, %d bytes are charged, want the Content-Length %d", m, n)
 	}
-	c.Write(make([]byte, n-256<<10)) //nolint:errcheck
+	c.Write(make([]byte, n-256<<10))                   //nolint:errcheck
 	c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
 	resp := &fasthttp.Response{}
 	if err := resp.Read(bufio.NewReader(c)); err != nil || resp.StatusCode() != 200 {
