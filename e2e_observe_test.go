@@ -40,6 +40,9 @@ func TestE2EAdminMetrics(t *testing.T) {
 	if s, b := adminGet(t, admin, "/readyz"); s != 200 || b != "ready\n" {
 		t.Fatalf("/readyz: %d %q", s, b)
 	}
+	if s, b := adminGet(t, admin, "/debug/pprof/goroutine?debug=1"); s != 200 || !strings.Contains(b, "goroutine") {
+		t.Fatalf("/debug/pprof/goroutine: %d %.200q", s, b)
+	}
 	s, body := adminGet(t, admin, "/metrics")
 	if s != 200 {
 		t.Fatalf("/metrics: %d", s)

@@ -493,14 +493,14 @@ func adminServer(eng *engine.Engine, ready *atomic.Bool) *fasthttp.Server {
 				}
 				ctx.SetBodyString("ready\n")
 			default:
-				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof") {
 					// Go's profiles and execution trace, for finding where
 					// the time goes in a running vkp.
 					pprofhandler.PprofHandler(ctx)
 					return
 				}
 				ctx.SetStatusCode(fasthttp.StatusNotFound)
-				ctx.SetBodyString("/metrics, /healthz, /readyz, /debug/pprof/\n")
+				ctx.SetBodyString("/metrics, /healthz, /readyz, /debug/pprof\n")
 			}
 		},
 	}
