@@ -47,11 +47,13 @@ func (r *reserve) get(c int) *Buffer {
 	return b
 }
 
-// put keeps b in the class its capacity fills, when there is room.
+// put keeps b, when its capacity is exactly a class's size (the reserve's
+// own buffers: a buffer's capacity is what its holder is charged for, so
+// a class hands out no more than its size) and there is room.
 func (r *reserve) put(b *Buffer) bool {
 	c := -1
-	for k := largeClasses - 1; k >= 0; k-- {
-		if cap(b.B) >= 1<<(largeMinShift+k) {
+	for k := 0; k < largeClasses; k++ {
+		if cap(b.B) == 1<<(largeMinShift+k) {
 			c = k
 			break
 		}

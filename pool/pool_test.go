@@ -55,6 +55,11 @@ func TestLargeReserve(t *testing.T) {
 	if k := p.Kept(); k != 2<<20 {
 		t.Fatalf("kept %d bytes, want 2 MiB", k)
 	}
+	odd := &Buffer{B: make([]byte, 0, 1<<20+4096)}
+	p.Put(odd) // not a class's size: not kept
+	if k := p.Kept(); k != 2<<20 {
+		t.Fatalf("kept %d bytes after an odd-sized buffer, want 2 MiB", k)
+	}
 	runtime.GC()
 	runtime.GC()
 	got := p.GetCap(900 << 10)
