@@ -196,10 +196,6 @@ func TestProxiedChunkedGETAllocatesNothing(t *testing.T) {
 	}
 }
 
-type readOnly struct{ r *bytes.Reader }
-
-func (r *readOnly) Read(p []byte) (int, error) { return r.r.Read(p) }
-
 // A cache hit from the memory store allocates only what the store's Get
 // does (bigcache copies the entry, and the key for its collision check):
 // the entry is decoded in place and the response points into it.
