@@ -189,6 +189,12 @@ func (x *exchange) startBody() {
 	}
 }
 
+// fastRoom bounds the room a held body of known length gets at once when
+// its client keeps up (hold): 1 MiB, the default --body-buffer, so that
+// such a body is read in two reads, while a client that stalls after one
+// full read holds at most this much more than it sent.
+const fastRoom = 1 << 20
+
 // errBodyHeldPart ends hold when the body is longer than its limit: what
 // was read stays held, the rest streams.
 var errBodyHeldPart = errors.New("engine: request body longer than the part to hold")
@@ -238,7 +244,11 @@ func (x *exchange) hold(limit int) error {
 		// sends as fast as vkp reads), the rest gets its room at once:
 		// growing by doubling copied as much again as the body and touched
 		// twice its size in fresh pages, which on a cold start (an empty
-		// pool, a growing heap) fed a latency spiral (BENCHMARKS.md).
+		// pool, a growing heap) fed a latency spiral (BENCHMARKS.md). That
+		// room is at most fastRoom more than has arrived: a client that
+		// sends one full read and then stalls must not have vkp hold (and
+		// charge) its whole Content-Length, up to --max-request-body for a
+		// mirrored route, for a few KiB sent.
 		step := max(64<<10, len(b.buf.B))
 		if b.n >= 0 {
 			rem := b.n - b.read
@@ -247,7 +257,7 @@ func (x *exchange) hold(limit int) error {
 				return nil
 			}
 			if fast {
-				step = rem
+				step = max(step, fastRoom)
 			}
 			step = min(step, rem)
 		} else if len(b.buf.B) >= limit {

@@ -167,34 +167,43 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 
 // ensureDate gives a response without Date the one RFC 9110 section 6.6.1
 // has a recipient with a clock add. vkp's server passes the upstream's Date
-// through (NoDefaultDate); a Date-less header gets the current second's,
-// made once a second (a rebuild of the header allocated six times).
+// through (NoDefaultDate), and fasthttp ignores a Date set on a header
+// (it manages Date itself): it writes its own only for a header that was
+// reset, so a Date-less header is rebuilt that way, with pooled scratch
+// (origins nearly always send Date: this is the rare path).
 func ensureDate(h *fasthttp.ResponseHeader) {
 	if len(h.Peek("Date")) > 0 {
 		return
 	}
-	h.SetBytesV("Date", currentDate())
-}
-
-// dateNow is the current second's IMF-fixdate and that second.
-var dateNow atomic.Pointer[datedSecond]
-
-type datedSecond struct {
-	sec  int64
-	date []byte
-}
-
-// currentDate returns the IMF-fixdate of now; callers must not keep or
-// change it.
-func currentDate() []byte {
-	now := time.Now()
-	if d := dateNow.Load(); d != nil && d.sec == now.Unix() {
-		return d.date
+	rr := rereaders.Get().(*headerRereader)
+	rr.buf = h.AppendBytes(rr.buf[:0])
+	h.Reset()
+	h.SetNoDefaultContentType(true)
+	rr.r.Reset(rr.buf)
+	if rr.br == nil || rr.br.Size() < len(rr.buf)+16 {
+		// fasthttp reads a header only when its reader can hold all of it.
+		rr.br = bufio.NewReaderSize(&rr.r, max(upstreamReadBuffer, len(rr.buf))+256)
+	} else {
+		rr.br.Reset(&rr.r)
 	}
-	d := &datedSecond{sec: now.Unix(), date: appendHTTPDate(nil, now)}
-	dateNow.Store(d)
-	return d.date
+	h.Read(rr.br) //nolint:errcheck // fasthttp wrote it
+	rr.r.Reset(nil)
+	rr.br.Reset(&rr.r)
+	if cap(rr.buf) > 64<<10 {
+		rr.buf = nil
+	}
+	rereaders.Put(rr)
 }
+
+// headerRereader is ensureDate's scratch: a header's bytes and a reader
+// over them.
+type headerRereader struct {
+	buf []byte
+	r   bytes.Reader
+	br  *bufio.Reader
+}
+
+var rereaders = sync.Pool{New: func() any { return new(headerRereader) }}
 
 // earlyAnswer reads an answer the upstream sent while vkp was still
 // writing the request (its write failed because the upstream stopped
