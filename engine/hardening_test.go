@@ -1153,3 +1153,29 @@ func TestBodyMemoryFastClientChargedOnce(t *testing.T) {
 		t.Fatalf("%+v; want the copy sent whole", st)
 	}
 }
+
+// --body-memory is charged for what a held body's buffer holds, its
+// capacity: a body one byte over 1 MiB is held in a 2 MiB buffer (a size
+// class of the reserve) and charged 2 MiB while its request is served.
+func TestBodyMemoryChargedForCapacity(t *testing.T) {
+	gate := make(chan struct{})
+	main := startOrigin(t, func(ctx *fasthttp.RequestCtx) { <-gate })
+	sh := newShadow()
+	e := mustEngine(t, mirrorConfig(main, `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
+		Options{BodyMemory: 64 << 20})
+	c, _ := serveEngine(t, e)
+	done := make(chan *fasthttp.Response, 1)
+	go func() { done <- do(t, c, "POST", "/", make([]byte, 1<<20+1)) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.bodyMem.Load() < 2<<20 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	m := e.bodyMem.Load()
+	close(gate)
+	if m != 2<<20 {
+		t.Fatalf("a held body of 1 MiB + 1 byte is charged %d bytes, want its buffer's 2 MiB", m)
+	}
+	if resp := <-done; resp.StatusCode() != 200 {
+		t.Fatalf("status %d", resp.StatusCode())
+	}
+}

@@ -217,9 +217,10 @@ func (x *exchange) hold(limit int) error {
 	if b.buf == nil {
 		b.buf = pool.Bodies.Get()
 		b.buf.B = b.buf.B[:0]
-		// A pooled buffer much larger than this body would hold (and be
-		// charged for) memory the body does not need.
-		if b.n >= 0 && cap(b.buf.B) > 2*b.n && cap(b.buf.B) > 64<<10 {
+		// The budget is charged for capacity, what the buffer holds: a
+		// body starts in at most 64 KiB and grows as it arrives (a large
+		// pooled buffer would be charged in full for the first bytes).
+		if cap(b.buf.B) > 64<<10 {
 			b.buf.B = nil
 		}
 	}
@@ -263,18 +264,21 @@ func (x *exchange) hold(limit int) error {
 		} else if len(b.buf.B) >= limit {
 			return errBodyHeldPart
 		}
-		if !e.chargeBody(b, len(b.buf.B)+step) {
-			return errBodyMemory
-		}
 		if cap(b.buf.B)-len(b.buf.B) < step {
 			c := max(2*cap(b.buf.B), len(b.buf.B)+step)
 			if b.n >= 0 {
 				c = min(c, b.n)
 			}
 			nb := pool.Bodies.GetCap(c)
+			if !e.chargeBody(b, cap(nb.B)) {
+				pool.Bodies.Put(nb)
+				return errBodyMemory
+			}
 			nb.B = append(nb.B, b.buf.B...)
 			pool.Bodies.Put(b.buf)
 			b.buf = nb
+		} else if !e.chargeBody(b, cap(b.buf.B)) {
+			return errBodyMemory
 		}
 		k, err := x.readBody(b.buf.B[len(b.buf.B) : len(b.buf.B)+step])
 		b.buf.B = b.buf.B[:len(b.buf.B)+k]
@@ -305,9 +309,11 @@ func (e *Engine) chargeBody(b *reqBody, size int) bool {
 	return true
 }
 
-// trimCharge gives back what was charged beyond the buffer's length.
+// trimCharge gives back what was charged beyond the buffer's capacity
+// (nothing, while charges follow capacity; kept so that the two cannot
+// drift apart).
 func (e *Engine) trimCharge(b *reqBody) {
-	if over := b.charged - int64(len(b.buf.B)); over > 0 {
+	if over := b.charged - int64(cap(b.buf.B)); over > 0 {
 		e.bodyMem.Add(-over)
 		b.charged -= over
 	}

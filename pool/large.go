@@ -95,7 +95,9 @@ func (p *Pool) GetCap(n int) *Buffer {
 		}
 	}
 	b := p.Get()
-	if cap(b.B) < n {
+	if cap(b.B) < n || cap(b.B) > 2*n && cap(b.B) > 64<<10 {
+		// Too small, or much larger than asked: a holder is charged for
+		// capacity.
 		b.B = make([]byte, 0, n)
 	}
 	return b
