@@ -86,76 +86,43 @@ type nginxLikeOrigin struct {
 }
 
 func startNginxLikeOrigin(t *testing.T, clk *testClock) *nginxLikeOrigin {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &nginxLikeOrigin{addr: ln.Addr().String(), heads: map[string]int{}}
-	var wg sync.WaitGroup
-	var cmu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		cmu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		cmu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	o := &nginxLikeOrigin{heads: map[string]int{}}
+	o.addr = rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
+			line, err := br.ReadString('\n')
 			if err != nil {
 				return
 			}
-			cmu.Lock()
-			conns = append(conns, c)
-			cmu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					n, cl := len(line), 0
-					target := strings.Fields(line + " x")[1]
-					for {
-						h, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						n += len(h)
-						if h == "\r\n" {
-							break
-						}
-						if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(k, "Content-Length") {
-							cl, _ = strconv.Atoi(strings.TrimSpace(v))
-						}
-					}
-					o.mu.Lock()
-					o.heads[target] = n
-					o.seen = append(o.seen, strings.TrimSpace(line))
-					o.mu.Unlock()
-					body := "page " + target
-					resp := "HTTP/1.1 200 OK\r\nDate: " + clk.date(0) + "\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nContent-Length: " +
-						strconv.Itoa(len(body)) + "\r\n\r\n" + body
-					if _, err := io.WriteString(c, resp); err != nil {
-						return
-					}
-					if _, err := io.CopyN(io.Discard, br, int64(cl)); err != nil {
-						return
-					}
+			n, cl := len(line), 0
+			target := strings.Fields(line + " x")[1]
+			for {
+				h, err := br.ReadString('\n')
+				if err != nil {
+					return
 				}
-			}()
+				n += len(h)
+				if h == "\r\n" {
+					break
+				}
+				if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(k, "Content-Length") {
+					cl, _ = strconv.Atoi(strings.TrimSpace(v))
+				}
+			}
+			o.mu.Lock()
+			o.heads[target] = n
+			o.seen = append(o.seen, strings.TrimSpace(line))
+			o.mu.Unlock()
+			body := "page " + target
+			resp := "HTTP/1.1 200 OK\r\nDate: " + clk.date(0) + "\r\nCache-Control: max-age=1, stale-while-revalidate=60\r\nContent-Length: " +
+				strconv.Itoa(len(body)) + "\r\n\r\n" + body
+			if _, err := io.WriteString(c, resp); err != nil {
+				return
+			}
+			if _, err := io.CopyN(io.Discard, br, int64(cl)); err != nil {
+				return
+			}
 		}
-	}()
+	})
 	return o
 }
 
@@ -354,62 +321,28 @@ func TestCacheFillMemoryBoundsCaptures(t *testing.T) {
 // startStreamingOrigin answers every request with a cacheable body of size
 // bytes, written from one small buffer (the origin holds no copy of it).
 func startStreamingOrigin(t *testing.T, size int) string {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var cmu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		cmu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		cmu.Unlock()
-		wg.Wait()
-	})
 	chunk := []byte(strings.Repeat("x", 64<<10))
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == "\r\n" {
+					break
+				}
+			}
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"); err != nil {
 				return
 			}
-			cmu.Lock()
-			conns = append(conns, c)
-			cmu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					for {
-						l, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						if l == "\r\n" {
-							break
-						}
-					}
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nContent-Length: "+strconv.Itoa(size)+"\r\n\r\n"); err != nil {
-						return
-					}
-					for left := size; left > 0; left -= len(chunk) {
-						if _, err := c.Write(chunk[:min(left, len(chunk))]); err != nil {
-							return
-						}
-					}
+			for left := size; left > 0; left -= len(chunk) {
+				if _, err := c.Write(chunk[:min(left, len(chunk))]); err != nil {
+					return
 				}
-			}()
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // A hit reads the whole entry into a new buffer (Disk: readFile; Memory:
