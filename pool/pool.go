@@ -19,10 +19,15 @@ type Pool struct {
 // limit bytes. limit <= 0 means no limit.
 func New(limit int) *Pool { return &Pool{limit: limit} }
 
-// NewKeeping is New with a reserve of up to keep bytes of large buffers
-// (256 KiB and more) that garbage collections do not empty (large.go).
-func NewKeeping(limit, keep int) *Pool {
-	return &Pool{limit: limit, large: &reserve{keep: keep}}
+// NewKeeping is New with a reserve of large buffers (256 KiB and more)
+// that garbage collections do not empty (large.go): new ones cut from a
+// slab of slab bytes outside the heap, then up to keep bytes of heap ones.
+func NewKeeping(limit, keep, slab int) *Pool {
+	r := &reserve{keep: keep}
+	if slab > 0 {
+		r.slab = mapSlab(slab)[:0]
+	}
+	return &Pool{limit: limit, large: r}
 }
 
 // Get returns an empty buffer owned by the caller.
@@ -48,6 +53,7 @@ func (p *Pool) Put(b *Buffer) {
 var Scratch = New(64 << 10)
 
 // Bodies is the pool for request and response bodies held past a handler
-// (mirror copies, cache entries). Buffers above 16 MiB are dropped; up to
-// 64 MiB of large ones are kept through garbage collections.
-var Bodies = NewKeeping(16<<20, 64<<20)
+// (mirror copies, cache entries). Buffers above 16 MiB are dropped; large
+// ones come from a 128 MiB huge-page slab, then the heap, and are kept
+// through garbage collections (the slab's all, 32 MiB of the heap's).
+var Bodies = NewKeeping(16<<20, 32<<20, 128<<20)

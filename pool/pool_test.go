@@ -38,7 +38,7 @@ func TestGetReturnsEmpty(t *testing.T) {
 // Large buffers come back from the reserve by size class, survive a
 // garbage collection, and the reserve keeps no more than its bytes.
 func TestLargeReserve(t *testing.T) {
-	p := NewKeeping(16<<20, 3<<20)
+	p := NewKeeping(16<<20, 3<<20, 0)
 	a, b := p.GetCap(1<<20), p.GetCap(700<<10)
 	if cap(a.B) != 1<<20 || cap(b.B) != 1<<20 {
 		t.Fatalf("caps %d, %d; want the 1 MiB class", cap(a.B), cap(b.B))
@@ -68,5 +68,32 @@ func TestLargeReserve(t *testing.T) {
 	}
 	if &got.B[:1][0] != pa && &p.GetCap(1 << 20).B[:1][0] != pa {
 		t.Fatal("a kept buffer did not come back after two collections")
+	}
+}
+
+// Large buffers are cut from the slab first, always go back to it, and
+// come from the heap once it is used up.
+func TestLargeSlab(t *testing.T) {
+	p := NewKeeping(16<<20, 0, 2<<20) // no heap buffers kept
+	a, b := p.GetCap(1<<20), p.GetCap(1<<20)
+	if !p.large.inSlab(a.B) || !p.large.inSlab(b.B) {
+		t.Skip("no slab on this system")
+	}
+	c := p.GetCap(1 << 20)
+	if p.large.inSlab(c.B) {
+		t.Fatal("a third 1 MiB buffer from a 2 MiB slab")
+	}
+	a.B = append(a.B, make([]byte, 1<<20)...) // all of it is writable
+	p.Put(a)
+	p.Put(b)
+	p.Put(c) // a heap buffer, nothing of the heap kept
+	if k := p.Kept(); k != 2<<20 {
+		t.Fatalf("kept %d, want the slab's 2 MiB", k)
+	}
+	runtime.GC()
+	for i := 0; i < 2; i++ {
+		if g := p.GetCap(700 << 10); !p.large.inSlab(g.B) || len(g.B) != 0 || cap(g.B) != 1<<20 {
+			t.Fatalf("get %d: slab %v len %d cap %d", i, p.large.inSlab(g.B), len(g.B), cap(g.B))
+		}
 	}
 }
