@@ -11,4 +11,10 @@
 //     pooled buffer first, or swaps the request body buffer out.
 //   - Put drops buffers whose capacity is above the pool's limit instead of
 //     keeping them, so one 64 MiB request does not pin 64 MiB forever.
+//   - Large buffers (256 KiB to 16 MiB, large.go) come from GetCap by size
+//     class: a kept one, else one cut from a slab outside the Go heap in
+//     huge pages, else a new heap one. Slab memory is never freed: a slab
+//     buffer that is not Put back is lost to the slab (not leaked to the
+//     OS), and one used after Put is someone else's body, as with any pooled
+//     buffer.
 package pool
