@@ -796,16 +796,7 @@ func TestHTTP10ClientStreamedUntilClose(t *testing.T) {
 // Review finding: body memory is charged as the body arrives, so a client
 // that announces a large body and trickles it holds only what it sent.
 func TestBodyMemoryChargedOnArrival(t *testing.T) {
-	sh := newShadow()
-	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
-		Options{BodyMemory: 1 << 20})
-	_, addr := serveEngine(t, e)
-	slow, err := net.Dial("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer slow.Close()
-	fmt.Fprintf(slow, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", 1<<20)
+	e, slow := mirroredUpload(t, 1<<20, 1<<20)
 	slow.Write(make([]byte, 8<<10)) //nolint:errcheck
 	time.Sleep(200 * time.Millisecond)
 	if m := e.bodyMem.Load(); m >= 1<<20 {
@@ -1124,17 +1115,8 @@ func TestEarlyAnswerEveryBodyMode(t *testing.T) {
 // once: the budget is charged for the Content-Length, no more, and the
 // body arrives whole.
 func TestBodyMemoryFastClientChargedOnce(t *testing.T) {
-	sh := newShadow()
-	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
-		Options{BodyMemory: 4 << 20})
-	_, addr := serveEngine(t, e)
-	c, err := net.Dial("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	const n = 1 << 20
-	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", n)
+	e, c := mirroredUpload(t, 4<<20, n)
 	c.Write(make([]byte, 256<<10)) //nolint:errcheck
 	deadline := time.Now().Add(5 * time.Second)
 	for e.bodyMem.Load() < n && time.Now().Before(deadline) {
@@ -1178,4 +1160,22 @@ func TestBodyMemoryChargedForCapacity(t *testing.T) {
 	if resp := <-done; resp.StatusCode() != 200 {
 		t.Fatalf("status %d", resp.StatusCode())
 	}
+}
+
+// mirroredUpload starts an engine with a mirrored route and the given
+// body budget, opens a connection to it and sends the head of a POST
+// announcing n body bytes; the connection closes with the test.
+func mirroredUpload(t *testing.T, budget int64, n int) (*Engine, net.Conn) {
+	t.Helper()
+	sh := newShadow()
+	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
+		Options{BodyMemory: budget})
+	_, addr := serveEngine(t, e)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", n)
+	return e, c
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"bufio"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -16,17 +15,8 @@ import (
 // 16 MiB: a handful of such connections used up the budget every mirror
 // copy and Form Statement needs. The room given at once is bounded now.
 func TestBodyMemoryStalledClientHoldsLittleMoreThanSent(t *testing.T) {
-	sh := newShadow()
-	e := mustEngine(t, mirrorConfig(startOrigin(t, mainOrigin), `"MirrorCluster": "shadow0"`, startOrigin(t, sh.handler(0))),
-		Options{BodyMemory: 64 << 20})
-	_, addr := serveEngine(t, e)
-	c, err := net.Dial("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	const announced, sent = 16 << 20, 256 << 10
-	fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", announced)
+	e, c := mirroredUpload(t, 64<<20, announced)
 	c.Write(make([]byte, sent)) //nolint:errcheck
 	// Wait until vkp has read what was sent (it charges before each read).
 	deadline := time.Now().Add(5 * time.Second)
