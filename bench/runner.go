@@ -120,17 +120,29 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 			killAll()
 			return cells, notes, err
 		}
-		if sc.Cold && cfg.Warmup > 0 {
-			// The origin is started once for every cell of the scenario:
-			// warmed here, the first proxy measured does not pay for the
-			// origin's own cold start (its buffers, its heap) and every
-			// proxy meets the same warm origin.
-			warm := LoadConfig{Label: "origin warm-up", Addr: origin.addr, Method: sc.Method, Path: "/bench",
-				BodySize: sc.BodySize, ExpectBodySize: sc.RespSize, Conns: cfg.OpenConns, Timeout: cfg.Timeout,
-				Rate: cfg.Rate, Duration: cfg.Warmup}
-			if _, err := RunLoad(ctx, warm); err != nil {
-				killAll()
-				return cells, notes, err
+		if cfg.Warmup > 0 {
+			// The origins are started once for every cell of the scenario:
+			// warmed here, the first proxy measured does not pay for an
+			// origin's own cold start (its buffers, its heap; a cold
+			// origin answered slower, which made the first proxy hold more
+			// bodies) and every proxy meets the same warm origins.
+			for _, o := range []*originProc{origin, shadow} {
+				if !o.live() || o == shadow && sc.ShadowDelay > time.Second {
+					continue // a hanging shadow is not warmed: each request would wait out its timeout
+				}
+				warm := LoadConfig{Label: "origin warm-up", Addr: o.addr, Method: sc.Method, Path: "/bench",
+					BodySize: sc.BodySize, ExpectBodySize: sc.RespSize, Conns: cfg.Conns, Timeout: cfg.Timeout,
+					Duration: cfg.Warmup, Stream: sc.Stream}
+				if sc.Conns > 0 {
+					warm.Conns = sc.Conns
+				}
+				if sc.Open {
+					warm.Rate, warm.Conns = cfg.Rate, cfg.OpenConns
+				}
+				if _, err := RunLoad(ctx, warm); err != nil {
+					killAll()
+					return cells, notes, err
+				}
 			}
 		}
 		rounds := max(cfg.Rounds, 1)
