@@ -281,18 +281,25 @@ func (f *fetch) store(raw []byte, m *entryMeta, names, key []byte) {
 	rc.stats.stored.Inc()
 	pk := f.key[:f.pk]
 	keep := rc.async
+	fl := f.fl
+	if fl == nil && keep && key == nil {
+		// A streamed answer's fill was released when it started streaming:
+		// until the slow store has the entry, one that holds it answers
+		// newcomers (else each would go to the origin meanwhile).
+		fl = e.fills.settled(f.key, raw)
+	}
 	switch {
 	case key != nil:
-		rc.put(e, key, raw, ttl, f.fl)
+		rc.put(e, key, raw, ttl, fl)
 	case names == nil:
-		rc.put(e, pk, raw, ttl, f.fl)
+		rc.put(e, pk, raw, ttl, fl)
 	default:
 		ent, _ := decodeEntry(raw)
 		vk := append(append(append(make([]byte, 0, len(pk)+1+len(ent.vary)), pk...), 0), ent.vary...)
-		rc.put(e, vk, raw, ttl, f.fl)
+		rc.put(e, vk, raw, ttl, fl)
 		rc.put(e, pk, appendIndexEntry(nil, names), max(ttl, validatorKeep), nil)
 	}
-	e.fills.finish(f.fl, raw, false, keep, e.wallNow())
+	e.fills.finish(fl, raw, false, keep, e.wallNow())
 	f.fl = nil
 }
 
@@ -452,6 +459,22 @@ func (fs *fills) finish(f *fill, raw []byte, pass, keep bool, now int64) {
 	if fs.m[f.key] == f {
 		delete(fs.m, f.key)
 	}
+}
+
+// settled registers a finished fill holding raw for key, kept until a
+// slow store's write of it is done (release); nil when the key has a fill
+// already, or there are fillsMax.
+func (fs *fills) settled(key, raw []byte) *fill {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	hk := fs.hash(key)
+	if _, ok := fs.m[hk]; ok || len(fs.m) >= fillsMax {
+		return nil
+	}
+	f := &fill{key: hk, done: make(chan struct{}), raw: raw}
+	close(f.done)
+	fs.m[hk] = f
+	return f
 }
 
 // release removes a finished fill kept for a slow store's write.
