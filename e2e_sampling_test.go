@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -109,5 +110,49 @@ func TestE2ESamplerTrace(t *testing.T) {
 	}
 	if tp := strings.Split(seen["/api/none"], "-"); len(tp) != 4 || len(tp[1]) != 32 {
 		t.Errorf("a request without traceparent: the origin got %q, want a new one", seen["/api/none"])
+	}
+}
+
+// VKProxy's Logging.LogLevel.Default sets vkp's level when --log-level
+// is not given (the seed's sampling config says Debug): a debug line (an
+// event in the config's directory) is written; with --log-level info it
+// is not.
+func TestE2EConfigLogLevel(t *testing.T) {
+	dest := origin(t, e2eOrigin)
+	src, err := os.ReadFile("configs/seed-sampling.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(src), "127.0.0.1:5000", dest, 1)
+	for _, tc := range []struct {
+		args  []string
+		debug bool
+	}{
+		{nil, true},
+		{[]string{"--log-level", "info"}, false},
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "vkp.json")
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p := startVKPAt(t, path, tc.args...)
+		touch := func() bool {
+			// A new event each time: the watcher may not be armed yet.
+			if err := os.WriteFile(filepath.Join(dir, "other.txt"), []byte(time.Now().String()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			return strings.Contains(p.log(), `"msg":"config directory event"`)
+		}
+		if tc.debug {
+			eventually(t, "a debug line", touch)
+			continue
+		}
+		for i := 0; i < 10; i++ {
+			if touch() {
+				t.Fatalf("args %q: a debug line was written\n%s", tc.args, p.log())
+			}
+		}
 	}
 }

@@ -305,7 +305,11 @@ func serve(c *ucli.Context) error {
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		return fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, c.String("log-level"))
 	}
-	hopts := &slog.HandlerOptions{Level: level}
+	// The config's Logging.LogLevel.Default sets the level when
+	// --log-level is not given (read once the config is).
+	var levelVar slog.LevelVar
+	levelVar.Set(level)
+	hopts := &slog.HandlerOptions{Level: &levelVar}
 	var h slog.Handler
 	switch strings.ToLower(c.String("log-format")) {
 	case "json":
@@ -359,6 +363,9 @@ func serve(c *ucli.Context) error {
 	cfg, err := loadConfig(c.String("config"), c.App.ErrWriter)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadConfig, err)
+	}
+	if cfg.HasLogLevel && !c.IsSet("log-level") {
+		levelVar.Set(cfg.LogLevel)
 	}
 	eng, err := engine.New(cfg, engine.Options{
 		CacheStores: stores, AccessLog: c.Bool("access-log"), Sampler: sampler,

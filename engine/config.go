@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
@@ -26,6 +27,10 @@ type Config struct {
 	// LogRules are RandomProbabilisticSampler.Rules: log sampling with
 	// --sampler random.
 	LogRules []LogRule
+	// LogLevel is Logging.LogLevel.Default (VKProxy's appsettings), the
+	// log level when --log-level is not given; HasLogLevel says it is set.
+	LogLevel    slog.Level
+	HasLogLevel bool
 
 	src []byte         // the document, for line:col
 	pos map[string]int // lower-cased JSON path → offset of its value

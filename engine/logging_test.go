@@ -247,3 +247,22 @@ func TestParseTraceparent(t *testing.T) {
 		}
 	}
 }
+
+// Logging.LogLevel.Default is read (VKProxy's names, any case); an
+// unknown level is an error naming its path; a Logging section without it
+// sets nothing.
+func TestConfigLogLevel(t *testing.T) {
+	route := `"ReverseProxy": {"Routes": {"r": {"ClusterId": "c", "Match": {"Paths": ["*"]}}}, "Clusters": {"c": {"Destinations": [{"Address": "http://127.0.0.1:1"}]}}}`
+	cfg, err := ParseConfig([]byte(`{"Logging": {"LogLevel": {"Default": "debug", "Microsoft.AspNetCore": "Warning"}, "Console": {}}, ` + route + `}`))
+	if err != nil || !cfg.HasLogLevel || cfg.LogLevel != slog.LevelDebug {
+		t.Fatalf("%v %v %v", err, cfg.HasLogLevel, cfg.LogLevel)
+	}
+	cfg, err = ParseConfig([]byte(`{"Logging": {"Console": {}}, ` + route + `}`))
+	if err != nil || cfg.HasLogLevel {
+		t.Fatalf("%v %v", err, cfg.HasLogLevel)
+	}
+	_, err = ParseConfig([]byte(`{"Logging": {"LogLevel": {"Default": "Loud"}}, ` + route + `}`))
+	if err == nil || !strings.Contains(err.Error(), "Logging.LogLevel.Default") || !strings.Contains(err.Error(), `"Loud" is not a log level`) {
+		t.Fatalf("err %v", err)
+	}
+}

@@ -88,6 +88,9 @@ func (l *loader) load(root *jnode) *Config {
 	rp.rest(vkproxyTopKeys...)
 	sn, sp := top.get("RandomProbabilisticSampler")
 	cfg.LogRules = l.samplerRules(l.object(sp, sn), sp)
+	if ln, lp := top.get("Logging"); ln != nil {
+		l.logLevel(cfg, l.object(lp, ln))
+	}
 	// Top-level keys other than ReverseProxy and Listen belong to the rest of
 	// an appsettings file (Logging, RandomProbabilisticSampler, ...) and are
 	// left to the features that read them.
@@ -145,6 +148,31 @@ func (l *loader) samplerRules(o *obj, path string) []LogRule {
 		rules = append(rules, r)
 	}
 	return rules
+}
+
+// logLevel reads Logging.LogLevel.Default, VKProxy's log level. The
+// per-category levels beside it name .NET categories and are not read;
+// nor is the rest of Logging (providers, formatters).
+func (l *loader) logLevel(cfg *Config, o *obj) {
+	if o == nil {
+		return
+	}
+	ln, lp := o.get("LogLevel")
+	lo := l.object(lp, ln)
+	if lo == nil {
+		return
+	}
+	v, ok := lo.str("Default")
+	if !ok {
+		return
+	}
+	level, known := dotnetLevels[strings.ToLower(strings.TrimSpace(v))]
+	if !known {
+		dn, dp := lo.get("Default")
+		l.errorf(dp, dn, "%q is not a log level: Trace, Debug, Information, Warning, Error, Critical or None", v)
+		return
+	}
+	cfg.LogLevel, cfg.HasLogLevel = level, true
 }
 
 func (l *loader) listen(cfg *Config, o *obj) {
