@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"iter"
 	"time"
 )
 
@@ -250,20 +251,32 @@ func appendHTTPDate(dst []byte, t time.Time) []byte {
 	return t.UTC().AppendFormat(dst, "Mon, 02 Jan 2006 15:04:05 GMT")
 }
 
+// listItems yields the items of a comma-separated field (all its lines),
+// trimmed of whitespace, empty ones left out.
+func listItems(lines [][]byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for _, line := range lines {
+			for len(line) > 0 {
+				var item []byte
+				if i := bytes.IndexByte(line, ','); i >= 0 {
+					item, line = line[:i], line[i+1:]
+				} else {
+					item, line = line, nil
+				}
+				if item = trimOWS(item); len(item) > 0 && !yield(item) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // hasListToken reports whether a comma-separated field (all its lines)
 // lists tok, case-insensitively.
 func hasListToken(lines [][]byte, tok string) bool {
-	for _, line := range lines {
-		for len(line) > 0 {
-			var item []byte
-			if i := bytes.IndexByte(line, ','); i >= 0 {
-				item, line = line[:i], line[i+1:]
-			} else {
-				item, line = line, nil
-			}
-			if asciiEqualFold(trimOWS(item), tok) {
-				return true
-			}
+	for item := range listItems(lines) {
+		if asciiEqualFold(item, tok) {
+			return true
 		}
 	}
 	return false

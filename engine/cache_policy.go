@@ -254,23 +254,11 @@ func isTokenByte(c byte) bool {
 // duplicates, comma-separated; star reports "*".
 func varyNames(lines [][]byte) (names []byte, star bool) {
 	var list [][]byte
-	for _, line := range lines {
-		for len(line) > 0 {
-			var item []byte
-			if i := bytes.IndexByte(line, ','); i >= 0 {
-				item, line = line[:i], line[i+1:]
-			} else {
-				item, line = line, nil
-			}
-			item = trimOWS(item)
-			if len(item) == 0 {
-				continue
-			}
-			if len(item) == 1 && item[0] == '*' {
-				return nil, true
-			}
-			list = append(list, bytes.ToLower(item))
+	for item := range listItems(lines) {
+		if len(item) == 1 && item[0] == '*' {
+			return nil, true
 		}
+		list = append(list, bytes.ToLower(item))
 	}
 	if len(list) == 0 {
 		return nil, false
