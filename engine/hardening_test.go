@@ -832,15 +832,22 @@ func TestClientGoneWhileStreaming(t *testing.T) {
 	}
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
 	io.ReadFull(c, make([]byte, 64<<10))                   //nolint:errcheck
+	leaveAndWaitRelease(t, c, closed, "the client left mid-stream")
+}
+
+// leaveAndWaitRelease closes the client connection c and fails t unless
+// the upstream connection is closed (closed receives when) within 2.5 s.
+func leaveAndWaitRelease(t *testing.T, c net.Conn, closed <-chan time.Time, what string) {
+	t.Helper()
 	left := time.Now()
 	c.Close()
 	select {
 	case at := <-closed:
 		if d := at.Sub(left); d > 2500*time.Millisecond {
-			t.Fatalf("upstream released %v after the client left", d)
+			t.Fatalf("upstream released %v after %s", d, what)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("upstream still held 10 s after the client left mid-stream")
+		t.Fatalf("upstream still held 10 s after %s", what)
 	}
 }
 
@@ -1031,16 +1038,7 @@ func TestHTTP10ClientGoneWhileStreaming(t *testing.T) {
 	if _, err := br.ReadString('o'); err != nil { // "hello" is there
 		t.Fatal(err)
 	}
-	left := time.Now()
-	c.Close()
-	select {
-	case at := <-closed:
-		if d := at.Sub(left); d > 2500*time.Millisecond {
-			t.Fatalf("upstream released %v after the HTTP/1.0 client left", d)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("upstream still held 10 s after the HTTP/1.0 client left")
-	}
+	leaveAndWaitRelease(t, c, closed, "the HTTP/1.0 client left")
 }
 
 // Second review, finding 3: the route's Timeout bounds each wait for more of
