@@ -41,47 +41,12 @@ type originResp struct {
 
 func startScriptOrigin(t testing.TB, answer func(r originReq) originResp) *scriptOrigin {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &scriptOrigin{addr: ln.Addr().String(), answer: answer}
-	var wg sync.WaitGroup
-	conns := map[net.Conn]bool{}
-	var cmu sync.Mutex
-	t.Cleanup(func() {
-		ln.Close()
-		cmu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		cmu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			cmu.Lock()
-			conns[c] = true
-			cmu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				o.serve(c)
-			}()
-		}
-	}()
+	o := &scriptOrigin{answer: answer}
+	o.addr = rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) { o.serve(c, br) })
 	return o
 }
 
-func (o *scriptOrigin) serve(c net.Conn) {
-	br := bufio.NewReader(c)
+func (o *scriptOrigin) serve(c net.Conn, br *bufio.Reader) {
 	tp := textproto.NewReader(br)
 	for {
 		line, err := tp.ReadLine()
