@@ -209,7 +209,7 @@ func (rc *routeCache) serve(x *exchange, next handler) {
 	}
 	now := x.e.cacheNow(ctx)
 	pk := len(kb.B)
-	ent, raw, lk := rc.lookup(ctx, kb)
+	ent, raw, lk := rc.lookup(ctx, kb, now)
 	if raw != nil {
 		age := ent.currentAge(now)
 		served := false
@@ -371,8 +371,8 @@ const (
 // lookup reads the entry for the key in kb; for a variant index it
 // extends kb with the request's Vary values and reads the variant. raw is
 // nil on a miss (or a store error, or a malformed entry).
-func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cacheEntry, raw []byte, kind int) {
-	raw, err := rc.get(kb.B)
+func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer, now int64) (e cacheEntry, raw []byte, kind int) {
+	raw, err := rc.get(kb.B, now)
 	if err != nil {
 		return e, nil, lookupMiss
 	}
@@ -383,7 +383,7 @@ func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cache
 	if e.kind == entryIndex {
 		kb.B = append(kb.B, 0)
 		kb.B = appendVaryValues(kb.B, e.names, &ctx.Request.Header, ctx.Request.Header.Host())
-		raw, err = rc.get(kb.B)
+		raw, err = rc.get(kb.B, now)
 		if err != nil {
 			return e, nil, lookupVaryMiss
 		}
@@ -394,16 +394,16 @@ func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer) (e cache
 	return e, raw, lookupMiss
 }
 
-// get reads key's value: the copy the hits of a large entry in flight
-// share, or the store's.
-func (rc *routeCache) get(key []byte) ([]byte, error) {
-	if raw := rc.share.get(key); raw != nil {
+// get reads key's value at now (unix ns): a copy hits share (see
+// sharedHits), or the store's.
+func (rc *routeCache) get(key []byte, now int64) ([]byte, error) {
+	if raw := rc.share.get(key, now); raw != nil {
 		return raw, nil
 	}
 	epoch := rc.share.now()
 	raw, err := rc.st.Get(context.Background(), key)
 	if err == nil {
-		rc.share.add(key, raw, epoch)
+		rc.share.add(key, raw, epoch, now)
 	}
 	return raw, err
 }

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 	"weak"
 
@@ -34,7 +36,7 @@ func (cs *cacheStores) sharing(kind string) *sharedHits {
 	defer cs.mu.Unlock()
 	sh := cs.shared[kind]
 	if sh == nil {
-		sh = &sharedHits{m: map[string]sharedRaw{}}
+		sh = newSharedHits()
 		cs.shared[kind] = sh
 	}
 	return sh
@@ -76,25 +78,34 @@ func (cs *cacheStores) close() {
 	}
 }
 
-// sharedHits lets the hits of one large entry that are sent at the same
-// time share one copy of it. Every Get hands out a new copy (Disk reads
-// the file, Memory copies out of bigcache) and a response holds it until
-// its client has taken the body, so slow clients of one large object each
-// held their own. A Get of an entry of shareMin bytes or more is
-// remembered here by a weak pointer: while any response still holds it,
-// the next hits of the key use it instead of reading the store again;
-// once none does, the GC frees it and the next hit reads the store.
+// sharedHits lets hits share the copies a store hands out. Every Get
+// hands out a new copy (Disk reads the file, Memory copies out of
+// bigcache), so without it each hit costs a store read and an allocation
+// of the entry's size, and slow clients of one large object each hold
+// their own copy.
+//
+//   - An entry smaller than shareMin that was just read is kept (hot) for
+//     hotHold: the hits of a popular key in that time use the copy, so
+//     the key is read from the store about once per hotHold. Hot copies
+//     take at most hotBudget bytes in all, apart from the store's own
+//     size; when a shard is full, the entry is not kept.
+//   - An entry of shareMin bytes or more is remembered by a weak pointer:
+//     while any response still holds it, the next hits of the key use it;
+//     once none does, the GC frees it and the next hit reads the store.
 //
 // Entries are immutable, and the copy is dropped from here whenever vkp
 // writes or deletes the key (when the write is queued and when it is
 // done); a Get that raced with such a write is not remembered (epoch).
-// What a hit serves is still checked for freshness as any entry is. Only
-// for stores vkp alone writes (Memory, Disk).
+// What a hit serves is still checked for freshness as any entry is, so a
+// hot copy of an entry the store has since evicted for room is served at
+// most hotHold longer. Only for stores vkp alone writes (Memory, Disk).
 type sharedHits struct {
 	mu    sync.Mutex
 	m     map[string]sharedRaw
 	n     atomic.Int64  // len(m), read without the lock
 	epoch atomic.Uint64 // bumped, under mu, by every drop
+	seed  maphash.Seed
+	hot   [hotShards]hotShard
 }
 
 type sharedRaw struct {
@@ -102,14 +113,64 @@ type sharedRaw struct {
 	n int
 }
 
+// hotShard holds some of the hot copies; its lock is taken under
+// sharedHits.mu when copies are added or dropped, alone on a hit.
+type hotShard struct {
+	mu    sync.Mutex
+	m     map[string]*hotRaw // expired ones keep their key, for the next add
+	bytes int
+	_     [40]byte // keeps shards' locks on separate cache lines
+}
+
+type hotRaw struct {
+	raw   []byte // nil once expired
+	until int64  // unix ns
+}
+
 const (
 	shareMin     = 1 << 20 // entries shared from this size
 	shareSweepAt = 1024    // map size from which collected copies are swept
+
+	hotHold   = int64(time.Second)
+	hotShards = 16
+	hotBudget = 32 << 20 // bytes of hot copies, over all shards
+	hotKeys   = 1024     // keys per shard, expired ones included
 )
 
-// get returns the live shared copy of key's entry, or nil.
-func (sh *sharedHits) get(key []byte) []byte {
-	if sh == nil || sh.n.Load() == 0 {
+func newSharedHits() *sharedHits {
+	sh := &sharedHits{m: map[string]sharedRaw{}, seed: maphash.MakeSeed()}
+	for i := range sh.hot {
+		sh.hot[i].m = map[string]*hotRaw{}
+	}
+	return sh
+}
+
+func (sh *sharedHits) shard(key []byte) *hotShard {
+	return &sh.hot[maphash.Bytes(sh.seed, key)%hotShards]
+}
+
+// get returns the live shared copy of key's entry, or nil; now is the
+// request's time (unix ns).
+func (sh *sharedHits) get(key []byte, now int64) []byte {
+	if sh == nil {
+		return nil
+	}
+	hs := sh.shard(key)
+	hs.mu.Lock()
+	var raw []byte
+	if h := hs.m[string(key)]; h != nil && h.raw != nil {
+		if h.until > now {
+			raw = h.raw
+		} else {
+			hs.bytes -= len(h.raw)
+			h.raw = nil
+		}
+	}
+	hs.mu.Unlock()
+	if raw != nil {
+		return raw
+	}
+	if sh.n.Load() == 0 {
 		return nil
 	}
 	sh.mu.Lock()
@@ -133,15 +194,19 @@ func (sh *sharedHits) now() uint64 {
 	return sh.epoch.Load()
 }
 
-// add remembers raw, just read for key, unless it is small or key was
-// written or deleted since epoch.
-func (sh *sharedHits) add(key, raw []byte, epoch uint64) {
-	if sh == nil || len(raw) < shareMin {
+// add remembers raw, just read for key at now, unless key was written or
+// deleted since epoch.
+func (sh *sharedHits) add(key, raw []byte, epoch uint64, now int64) {
+	if sh == nil {
 		return
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.epoch.Load() != epoch {
+		return
+	}
+	if len(raw) < shareMin {
+		sh.addHot(key, raw, now)
 		return
 	}
 	if len(sh.m) >= shareSweepAt {
@@ -158,6 +223,40 @@ func (sh *sharedHits) add(key, raw []byte, epoch uint64) {
 	sh.n.Store(int64(len(sh.m)))
 }
 
+// addHot keeps a small copy for hotHold, if its shard has room once the
+// expired copies are swept. A key kept before reuses its place, so a hot
+// key's reads from the store allocate nothing here. Called under sh.mu.
+func (sh *sharedHits) addHot(key, raw []byte, now int64) {
+	hs := sh.shard(key)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[string(key)]
+	if h != nil {
+		hs.bytes -= len(h.raw)
+		h.raw = nil
+	}
+	if hs.bytes+len(raw) > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
+		for k, o := range hs.m {
+			if o.raw == nil || o.until <= now {
+				hs.bytes -= len(o.raw)
+				delete(hs.m, k)
+			}
+		}
+		if h != nil && hs.m[string(key)] == nil {
+			h = nil // swept: kept again below only if there is room
+		}
+		if hs.bytes+len(raw) > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
+			return
+		}
+	}
+	if h == nil {
+		h = &hotRaw{}
+		hs.m[string(key)] = h
+	}
+	h.raw, h.until = raw, now+hotHold
+	hs.bytes += len(raw)
+}
+
 // drop forgets key's copy: vkp writes or deletes the key.
 func (sh *sharedHits) drop(key []byte) {
 	if sh == nil {
@@ -169,5 +268,12 @@ func (sh *sharedHits) drop(key []byte) {
 		delete(sh.m, string(key))
 		sh.n.Store(int64(len(sh.m)))
 	}
+	hs := sh.shard(key)
+	hs.mu.Lock()
+	if h := hs.m[string(key)]; h != nil {
+		hs.bytes -= len(h.raw)
+		delete(hs.m, string(key))
+	}
+	hs.mu.Unlock()
 	sh.mu.Unlock()
 }
