@@ -277,7 +277,11 @@ func (x *exchange) writeRequest(c *uconn, d *Destination, target []byte) (rtStag
 		}
 	}
 	if err == nil {
+		// A request held whole in the buffer is sent by the first read of
+		// its answer (sendThenRead).
+		c.deferWrite = b.whole() && c.canDefer()
 		err = bw.Flush()
+		c.deferWrite = false
 	}
 	if err != nil {
 		if isClientErr(err) {

@@ -5,12 +5,16 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/vkp-proxy/vkp/pool"
 )
 
 // An upstream is the connection pool of one destination address with one set
@@ -106,6 +110,17 @@ type uconn struct {
 	peekErr error
 	peekB   [1]byte
 
+	// A request written whole in one go waits here for the first Read,
+	// which sends it and waits for the answer in one pass (sendThenRead).
+	deferWrite bool         // the next Write is the whole request: keep it
+	stash      *pool.Buffer // the kept request, and how much of it is sent
+	stashOff   int
+	wn         int                   // bytes written through Write since attachWriter
+	strFn      func(fd uintptr) bool // sendThenRead's callback, made once
+	strP       []byte
+	strN       int
+	strErr     error
+
 	// Read-side settings of the current use (see Read).
 	hard   time.Time     // the exchange's deadline
 	client net.Conn      // the client's connection, checked while waiting past clientCheckEvery; nil: not watched
@@ -121,6 +136,7 @@ var readerPool, writerPool sync.Pool
 const upstreamWriteBuffer = 16 << 10
 
 func (c *uconn) attachWriter() *bufio.Writer {
+	c.wn = 0
 	if v := writerPool.Get(); v != nil {
 		c.bw = v.(*bufio.Writer)
 		c.bw.Reset(c)
@@ -174,7 +190,13 @@ func (c *uconn) Read(p []byte) (int, error) {
 		}
 	}
 	for {
-		n, err := c.nc.Read(p)
+		var n int
+		var err error
+		if c.stash != nil {
+			n, err = c.sendThenRead(p)
+		} else {
+			n, err = c.nc.Read(p)
+		}
 		c.nread += n
 		if n > 0 || err == nil || c.client == nil || !isTimeout(err) {
 			return n, err
@@ -213,6 +235,14 @@ func isTimeout(err error) bool {
 // timed-out write leaves a TLS connection unusable, so TLS writes wait for
 // c.wHard in one go.
 func (c *uconn) Write(p []byte) (int, error) {
+	if c.deferWrite {
+		c.deferWrite = false
+		c.stash = pool.Scratch.Get()
+		c.stash.B = append(c.stash.B[:0], p...)
+		c.stashOff = 0
+		return len(p), nil
+	}
+	c.wn += len(p)
 	total := 0
 	for {
 		n, err := c.nc.Write(p[total:])
@@ -235,6 +265,93 @@ func (c *uconn) Write(p []byte) (int, error) {
 			return total, err
 		}
 	}
+}
+
+// canDefer reports whether the request being written, held whole in the
+// write buffer, may wait for the first Read: only on a plain TCP socket.
+func (c *uconn) canDefer() bool { return c.rc != nil && !c.isTLS && c.wn == 0 }
+
+// sendThenRead sends the kept request and reads the start of its answer
+// in one pass over the socket, saving the read that a plain write then
+// Read makes and that finds nothing yet (the upstream has not answered):
+// the runtime's readiness flag for the socket is reset before the request
+// leaves, so the answer's arrival cannot be missed, and the wait goes
+// straight to the poller. Writes the socket does not take at once (a full
+// send buffer) finish through Write, with its deadlines and checks.
+func (c *uconn) sendThenRead(p []byte) (int, error) {
+	if c.strFn == nil {
+		c.strFn = c.sendThenReadFd
+	}
+	c.strP, c.strN, c.strErr = p, 0, nil
+	err := c.rc.Read(c.strFn)
+	c.strP = nil
+	if c.stash != nil {
+		// Not all sent: an error, or the socket took only part of it.
+		rest := c.stash.B[c.stashOff:]
+		serr := c.strErr
+		if serr == syscall.EAGAIN || serr == nil && err == nil {
+			_, serr = c.Write(rest)
+		} else if serr == nil {
+			serr = err
+		}
+		c.dropStash()
+		if serr != nil {
+			return 0, errors.Join(errUpstreamRequest, serr)
+		}
+		return c.nc.Read(p)
+	}
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case c.strErr != nil:
+		return 0, &net.OpError{Op: "read", Net: c.up.network, Err: os.NewSyscallError("read", c.strErr)}
+	case c.strN == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return c.strN, nil
+}
+
+func (c *uconn) sendThenReadFd(fd uintptr) bool {
+	if c.stash != nil {
+		for c.stashOff < len(c.stash.B) {
+			n, err := syscall.Write(int(fd), c.stash.B[c.stashOff:])
+			if n > 0 {
+				c.stashOff += n
+			}
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				c.strErr = err
+				return true
+			}
+		}
+		c.dropStash()
+		return false // sent: wait for the answer
+	}
+	for {
+		n, err := syscall.Read(int(fd), c.strP)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return false
+		}
+		if n < 0 {
+			n = 0
+		}
+		c.strN, c.strErr = n, err
+		return true
+	}
+}
+
+func (c *uconn) dropStash() {
+	if c.stash != nil {
+		pool.Scratch.Put(c.stash)
+		c.stash = nil
+	}
+	c.deferWrite = false
 }
 
 // setWriteDeadline arms the next writes with deadline hard.
@@ -392,6 +509,10 @@ func (u *upstream) dialConn(deadline time.Time) (net.Conn, error) {
 // read buffer means bytes the upstream sent unasked: the connection is
 // closed instead.
 func (u *upstream) release(c *uconn) {
+	if c.stash != nil {
+		u.discard(c) // a request never sent
+		return
+	}
 	if c.br != nil && c.br.Buffered() > 0 || tlsHolds(c.nc) {
 		u.discard(c)
 		return
@@ -430,6 +551,7 @@ func tlsHolds(nc net.Conn) bool {
 
 // discard closes a connection that must not be reused.
 func (u *upstream) discard(c *uconn) {
+	c.dropStash()
 	c.detachReader()
 	u.closeConn(c)
 	u.freeSlot()
