@@ -64,3 +64,10 @@ func connGone(conn net.Conn) bool {
 	})
 	return gone || err != nil
 }
+
+// sendThenReadOK: a request held whole is sent by the read of its answer
+// (uconn.sendThenRead), through sockRead and sockWrite.
+const sendThenReadOK = true
+
+func sockRead(fd uintptr, p []byte) (int, error)  { return syscall.Read(int(fd), p) }
+func sockWrite(fd uintptr, p []byte) (int, error) { return syscall.Write(int(fd), p) }

@@ -269,7 +269,7 @@ func (c *uconn) Write(p []byte) (int, error) {
 
 // canDefer reports whether the request being written, held whole in the
 // write buffer, may wait for the first Read: only on a plain TCP socket.
-func (c *uconn) canDefer() bool { return c.rc != nil && !c.isTLS && c.wn == 0 }
+func (c *uconn) canDefer() bool { return sendThenReadOK && c.rc != nil && !c.isTLS && c.wn == 0 }
 
 // sendThenRead sends the kept request and reads the start of its answer
 // in one pass over the socket, saving the read that a plain write then
@@ -315,7 +315,7 @@ func (c *uconn) sendThenRead(p []byte) (int, error) {
 func (c *uconn) sendThenReadFd(fd uintptr) bool {
 	if c.stash != nil {
 		for c.stashOff < len(c.stash.B) {
-			n, err := syscall.Write(int(fd), c.stash.B[c.stashOff:])
+			n, err := sockWrite(fd, c.stash.B[c.stashOff:])
 			if n > 0 {
 				c.stashOff += n
 			}
@@ -331,7 +331,7 @@ func (c *uconn) sendThenReadFd(fd uintptr) bool {
 		return false // sent: wait for the answer
 	}
 	for {
-		n, err := syscall.Read(int(fd), c.strP)
+		n, err := sockRead(fd, c.strP)
 		if err == syscall.EINTR {
 			continue
 		}
