@@ -422,7 +422,7 @@ func serve(c *ucli.Context) error {
 		wg.Add(1)
 		go func(ln net.Listener) {
 			defer wg.Done()
-			if err := srv.Serve(ln); err != nil {
+			if err := srv.Serve(engine.Listener(ln)); err != nil {
 				errc <- fmt.Errorf("serve %s: %w", ln.Addr(), err)
 			}
 		}(ln)

@@ -361,10 +361,12 @@ func (e *Engine) Close(ctx context.Context) {
 // access log line.
 func (e *Engine) Handle(ctx *fasthttp.RequestCtx) {
 	e.served.Add(1)
+	sendKeptOf(ctx)
 	x := e.acquireExchange(ctx)
 	e.handle(x)
 	e.account(x)
 	x.release()
+	armWriteBehind(ctx)
 	e.served.Add(-1)
 }
 

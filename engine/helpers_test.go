@@ -93,7 +93,7 @@ func serveEngine(t testing.TB, e *Engine) (*fasthttp.HostClient, string) {
 		t.Fatal(err)
 	}
 	srv := e.NewServer()
-	go srv.Serve(ln)                     //nolint:errcheck
+	go srv.Serve(Listener(ln))           //nolint:errcheck
 	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
 	addr := ln.Addr().String()
 	return &fasthttp.HostClient{Addr: addr, MaxResponseBodySize: 256 << 20, ReadTimeout: 10 * time.Second}, addr

@@ -1,0 +1,299 @@
+package engine
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/vkp-proxy/vkp/pool"
+)
+
+// Client connections: an answer and the wait for the next request in one
+// pass.
+//
+// After writing an answer, the server reads for the next request; on a
+// keep-alive connection that read almost always finds nothing yet
+// (EAGAIN) before the goroutine parks: one system call per request that
+// nginx, driving epoll itself, does not make. The Go runtime forgets a
+// socket's readiness at the start of each Read, so the read cannot just be
+// skipped: bytes that arrived before it would never wake the reader. What
+// can be done is to send the answer after that reset, inside the read:
+// then the next request of a client that waits for its answer arrives
+// after the reset and always wakes the reader.
+//
+// So the handler arms the connection (armWriteBehind) when its answer is
+// complete in memory and the connection stays open; the server's single
+// write of that answer is then kept (up to the server's write buffer) and
+// sent by the next Read, which goes straight to the poller. Anything else
+// done with the connection first (another write, closing, half-closing,
+// the next request's handler on a pipelined connection) sends the kept
+// answer first. A pipelining client whose next request arrived between
+// the server's last read and that reset would not wake the reader: the
+// read deadline is cut to pipelineGuard while an answer is kept, and when
+// it fires the read is made the ordinary way, so such a request waits
+// pipelineGuard at most.
+
+const (
+	pipelineGuard = 100 * time.Millisecond
+	keepMax       = 16 << 10 // the server's write buffer (NewServer)
+)
+
+// Listener returns ln whose TCP connections answer and read as above. Serve
+// the engine's server (NewServer) from it: it relies on the server setting
+// a read deadline once a request's first byte has arrived. Other
+// listeners' connections work as before.
+func Listener(ln net.Listener) net.Listener {
+	if !sendThenReadOK {
+		return ln
+	}
+	return clientListener{ln}
+}
+
+type clientListener struct{ net.Listener }
+
+func (l clientListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c, nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return c, nil
+	}
+	cc := &clientConn{TCPConn: tc, rc: rc}
+	cc.readFn = cc.sendThenReadFd
+	return cc, nil
+}
+
+// clientConn is a client's TCP connection that can keep an answer for its
+// next Read. The server uses it from one goroutine; Close may come from
+// another (shutdown), so the kept answer is taken atomically.
+type clientConn struct {
+	*net.TCPConn
+	rc syscall.RawConn
+
+	armed  bool // the next Write is a whole answer: keep it
+	kept   atomic.Pointer[pool.Buffer]
+	wantRD time.Time // the read deadline asked for while an answer is kept
+	cutRD  bool      // the socket's read deadline is cut to pipelineGuard
+
+	readFn func(fd uintptr) bool // sendThenReadFd, made once
+	out    *pool.Buffer          // the answer being sent by readFn
+	outOff int
+	p      []byte
+	n      int
+	err    error
+}
+
+// armWriteBehind marks the answer being finished as complete in memory on
+// a connection that stays open.
+func armWriteBehind(ctx *fasthttp.RequestCtx) {
+	if cc, ok := ctx.Conn().(*clientConn); ok && !ctx.Hijacked() && !ctx.Response.IsBodyStream() &&
+		!ctx.Response.ConnectionClose() && !ctx.Request.Header.ConnectionClose() {
+		cc.armed = true
+	}
+}
+
+// sendKeptOf sends what ctx's connection keeps, before a pipelined
+// request is handled (its handler may take long).
+func sendKeptOf(ctx *fasthttp.RequestCtx) {
+	if cc, ok := ctx.Conn().(*clientConn); ok {
+		cc.armed = false
+		if cc.kept.Load() != nil {
+			cc.sendKept() //nolint:errcheck // the next read or write sees a dead conn
+		}
+	}
+}
+
+func (c *clientConn) take() *pool.Buffer { return c.kept.Swap(nil) }
+
+// sendKept writes the kept answer the ordinary way (with the write
+// deadline) and restores the read deadline it cut.
+func (c *clientConn) sendKept() error {
+	b := c.take()
+	if b == nil {
+		return nil
+	}
+	_, err := c.TCPConn.Write(b.B)
+	pool.Scratch.Put(b)
+	if c.cutRD {
+		c.cutRD = false
+		if derr := c.TCPConn.SetReadDeadline(c.wantRD); err == nil {
+			err = derr
+		}
+	}
+	return err
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	if c.kept.Load() != nil {
+		if err := c.sendKept(); err != nil {
+			return 0, err
+		}
+	}
+	if c.armed {
+		c.armed = false
+		if len(p) <= keepMax {
+			b := pool.Scratch.Get()
+			b.B = append(b.B[:0], p...)
+			c.kept.Store(b)
+			return len(p), nil
+		}
+	}
+	return c.TCPConn.Write(p)
+}
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	if c.kept.Load() == nil {
+		return c.TCPConn.SetReadDeadline(t)
+	}
+	c.wantRD, c.cutRD = t, true
+	if g := time.Now().Add(pipelineGuard); t.IsZero() || g.Before(t) {
+		t = g
+	}
+	return c.TCPConn.SetReadDeadline(t)
+}
+
+func (c *clientConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.TCPConn.SetWriteDeadline(t)
+}
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	if c.kept.Load() == nil {
+		return c.TCPConn.Read(p)
+	}
+	if !c.cutRD {
+		// No deadline was set since the answer was kept: cut one now.
+		c.wantRD = time.Time{}
+		if err := c.SetReadDeadline(time.Time{}); err != nil {
+			return 0, err
+		}
+	}
+	c.out, c.outOff = c.take(), 0
+	if c.out == nil { // closed meanwhile
+		return c.TCPConn.Read(p)
+	}
+	c.p, c.n, c.err = p, 0, nil
+	err := c.rc.Read(c.readFn)
+	c.p = nil
+	if c.out != nil {
+		// Not all sent: the socket took part of it (a slow reader), or
+		// an error.
+		out, rest := c.out, c.out.B[c.outOff:]
+		c.out = nil
+		werr := c.err
+		if werr == syscall.EAGAIN || werr == nil && err == nil {
+			_, werr = c.TCPConn.Write(rest)
+		} else if werr == nil {
+			werr = err
+		} else {
+			werr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", werr)}
+		}
+		pool.Scratch.Put(out)
+		if derr := c.restoreRD(); werr == nil {
+			werr = derr
+		}
+		if werr != nil {
+			return 0, werr
+		}
+		return c.TCPConn.Read(p)
+	}
+	if err != nil {
+		if !isTimeout(err) || !c.cutRD || !c.wantRD.IsZero() && !time.Now().Before(c.wantRD) {
+			c.cutRD = false
+			return 0, err
+		}
+		// The guard fired before the deadline asked for: read the
+		// ordinary way, which sees bytes a wake-up may have missed.
+		if err := c.restoreRD(); err != nil {
+			return 0, err
+		}
+		return c.TCPConn.Read(p)
+	}
+	// The read found the next request (or the end): the server sets its
+	// own read deadline next (NewServer always has a ReadTimeout), so the
+	// one it asked for before is not put back.
+	c.cutRD = false
+	switch {
+	case c.err != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", c.err)}
+	case c.n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return c.n, nil
+}
+
+// restoreRD puts back the read deadline the server asked for.
+func (c *clientConn) restoreRD() error {
+	if !c.cutRD {
+		return nil
+	}
+	c.cutRD = false
+	return c.TCPConn.SetReadDeadline(c.wantRD)
+}
+
+func (c *clientConn) sendThenReadFd(fd uintptr) bool {
+	if c.out != nil {
+		for c.outOff < len(c.out.B) {
+			n, err := sockWrite(fd, c.out.B[c.outOff:])
+			if n > 0 {
+				c.outOff += n
+			}
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil {
+				c.err = err
+				return true
+			}
+		}
+		pool.Scratch.Put(c.out)
+		c.out = nil
+		return false // sent: wait for the next request
+	}
+	for {
+		n, err := sockRead(fd, c.p)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			return false
+		}
+		if n < 0 {
+			n = 0
+		}
+		c.n, c.err = n, err
+		return true
+	}
+}
+
+func (c *clientConn) CloseWrite() error {
+	if err := c.sendKept(); err != nil {
+		return err
+	}
+	return c.TCPConn.CloseWrite()
+}
+
+// Close sends a kept answer first (the server closes after an answer it
+// marked as the last; shutdown closes idle connections), for at most a
+// second.
+func (c *clientConn) Close() error {
+	if b := c.take(); b != nil {
+		c.TCPConn.SetWriteDeadline(time.Now().Add(time.Second)) //nolint:errcheck // a dead conn fails the write
+		c.TCPConn.Write(b.B)                                    //nolint:errcheck // closing anyway
+		pool.Scratch.Put(b)
+	}
+	return c.TCPConn.Close()
+}

@@ -1,0 +1,163 @@
+package engine
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// clientConnEngine serves one route to an origin answering path-dependent
+// bodies (after 50 ms for /slow) through Listener, and returns its address.
+func clientConnEngine(t *testing.T, opts Options) string {
+	t.Helper()
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		p := string(ctx.Path())
+		if p == "/slow" {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if p == "/big" {
+			ctx.SetBody([]byte(strings.Repeat("b", 15<<10)))
+			return
+		}
+		ctx.SetBodyString("answer " + p)
+	})
+	e := mustEngine(t, oneRoute("", origin), opts)
+	_, addr := serveEngine(t, e)
+	return addr
+}
+
+func readAnswer(t *testing.T, br *bufio.Reader, want string) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the answer %q: %v", want, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != want {
+		t.Fatalf("answer %d %.40q, want 200 %.40q", resp.StatusCode, b, want)
+	}
+}
+
+// A pipelining client whose second request arrives while the first is
+// being handled (after the server's read) gets both answers, the second
+// well before the idle timeout: the read deadline cut while an answer is
+// kept catches the wake-up the runtime forgot.
+func TestClientConnPipelinedDuringHandler(t *testing.T) {
+	addr := clientConnEngine(t, Options{IdleTimeout: 10 * time.Second})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	for i := range 3 {
+		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+		time.Sleep(20 * time.Millisecond)                          // the server has read the first one
+		io.WriteString(c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n")  //nolint:errcheck
+		readAnswer(t, br, "answer /slow")
+		readAnswer(t, br, "answer /two")
+		_ = i
+	}
+}
+
+// Requests spaced past the guard, and the idle timeout itself, work as
+// without a kept answer: the guard's expiry reads the ordinary way and
+// restores the server's deadline.
+func TestClientConnIdleGapsAndTimeout(t *testing.T) {
+	addr := clientConnEngine(t, Options{IdleTimeout: 700 * time.Millisecond})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for _, gap := range []time.Duration{0, 2 * pipelineGuard, 4 * pipelineGuard} {
+		time.Sleep(gap)
+		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))    //nolint:errcheck
+		readAnswer(t, br, "answer /a")
+	}
+	// Idle past the timeout: the server closes the connection.
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection: read %d, %v; want EOF from the idle timeout", n, err)
+	}
+	if waited := time.Since(start); waited < 400*time.Millisecond {
+		t.Fatalf("closed after %v idle, before the 700ms idle timeout", waited)
+	}
+}
+
+// A kept answer the socket takes only in part (a client reading through a
+// small window) is finished the ordinary way, and the next request on the
+// connection is read after it.
+func TestClientConnSlowReader(t *testing.T) {
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/big" {
+			ctx.SetBody([]byte(strings.Repeat("b", 15<<10)))
+			return
+		}
+		ctx.SetBodyString("answer " + string(ctx.Path()))
+	})
+	e := mustEngine(t, oneRoute("", origin), Options{})
+	// A small send buffer on vkp's side too, so the socket cannot take
+	// the whole answer at once.
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 2048) //nolint:errcheck
+		})
+	}}
+	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e.NewServer()
+	go srv.Serve(Listener(ln))           //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+	addr := ln.Addr().String()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) //nolint:errcheck
+		})
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	br := bufio.NewReaderSize(c, 512)
+	for range 3 {
+		io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+		time.Sleep(100 * time.Millisecond)                        // the answer fills the window
+		readAnswer(t, br, strings.Repeat("b", 15<<10))
+	}
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+	readAnswer(t, br, "answer /a")
+}
+
+// An answer marked as the last (Connection: close) is not kept: the client
+// gets it and then the end of the connection.
+func TestClientConnCloseNotKept(t *testing.T) {
+	addr := clientConnEngine(t, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") //nolint:errcheck
+	readAnswer(t, br, "answer /a")
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the last answer: %v, want EOF", err)
+	}
+}
