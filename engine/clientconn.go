@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -69,9 +68,7 @@ func (l clientListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return c, nil
 	}
-	cc := &clientConn{TCPConn: tc, rc: rc}
-	cc.readFn = cc.sendThenReadFd
-	return cc, nil
+	return &clientConn{TCPConn: tc, rc: rc}, nil
 }
 
 // clientConn is a client's TCP connection that can keep an answer for its
@@ -86,12 +83,7 @@ type clientConn struct {
 	wantRD time.Time // the read deadline asked for while an answer is kept
 	cutRD  bool      // the socket's read deadline is cut to pipelineGuard
 
-	readFn func(fd uintptr) bool // sendThenReadFd, made once
-	out    *pool.Buffer          // the answer being sent by readFn
-	outOff int
-	p      []byte
-	n      int
-	err    error
+	sr sendRead
 }
 
 // armWriteBehind marks the answer being finished as complete in memory on
@@ -181,40 +173,29 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	c.out, c.outOff = c.take(), 0
-	if c.out == nil { // closed meanwhile
+	out := c.take()
+	if out == nil { // closed meanwhile
 		return c.TCPConn.Read(p)
 	}
-	c.p, c.n, c.err = p, 0, nil
-	err := c.rc.Read(c.readFn)
-	c.p = nil
-	if c.out != nil {
-		// Not all sent: the socket took part of it (a slow reader), or
-		// an error.
-		out, rest := c.out, c.out.B[c.outOff:]
-		c.out = nil
-		werr := c.err
-		if werr == syscall.EAGAIN || werr == nil && err == nil {
-			_, werr = c.TCPConn.Write(rest)
-		} else if werr == nil {
-			werr = err
-		} else {
-			werr = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", werr)}
+	n, unsent, sent, err := c.sr.run(c.rc, "tcp", out.B, p)
+	if !sent {
+		// The socket took part of it (a slow reader), or an error.
+		if err == syscall.EAGAIN || err == nil {
+			_, err = c.TCPConn.Write(unsent)
+		} else if errno, ok := err.(syscall.Errno); ok {
+			err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
 		}
 		pool.Scratch.Put(out)
-		if derr := c.restoreRD(); werr == nil {
-			werr = derr
+		if derr := c.restoreRD(); err == nil {
+			err = derr
 		}
-		if werr != nil {
-			return 0, werr
+		if err != nil {
+			return 0, err
 		}
 		return c.TCPConn.Read(p)
 	}
-	if err != nil {
-		if !isTimeout(err) || !c.cutRD || !c.wantRD.IsZero() && !time.Now().Before(c.wantRD) {
-			c.cutRD = false
-			return 0, err
-		}
+	pool.Scratch.Put(out)
+	if err != nil && isTimeout(err) && c.cutRD && (c.wantRD.IsZero() || time.Now().Before(c.wantRD)) {
 		// The guard fired before the deadline asked for: read the
 		// ordinary way, which sees bytes a wake-up may have missed.
 		if err := c.restoreRD(); err != nil {
@@ -222,17 +203,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		}
 		return c.TCPConn.Read(p)
 	}
-	// The read found the next request (or the end): the server sets its
-	// own read deadline next (NewServer always has a ReadTimeout), so the
-	// one it asked for before is not put back.
+	// The read found the next request (or the end, or failed): the
+	// server sets its own read deadline next (NewServer always has a
+	// ReadTimeout), so the one it asked for before is not put back.
 	c.cutRD = false
-	switch {
-	case c.err != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", c.err)}
-	case c.n == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	return c.n, nil
+	return n, err
 }
 
 // restoreRD puts back the read deadline the server asked for.
@@ -242,41 +217,6 @@ func (c *clientConn) restoreRD() error {
 	}
 	c.cutRD = false
 	return c.TCPConn.SetReadDeadline(c.wantRD)
-}
-
-func (c *clientConn) sendThenReadFd(fd uintptr) bool {
-	if c.out != nil {
-		for c.outOff < len(c.out.B) {
-			n, err := sockWrite(fd, c.out.B[c.outOff:])
-			if n > 0 {
-				c.outOff += n
-			}
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil {
-				c.err = err
-				return true
-			}
-		}
-		pool.Scratch.Put(c.out)
-		c.out = nil
-		return false // sent: wait for the next request
-	}
-	for {
-		n, err := sockRead(fd, c.p)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			return false
-		}
-		if n < 0 {
-			n = 0
-		}
-		c.n, c.err = n, err
-		return true
-	}
 }
 
 func (c *clientConn) CloseWrite() error {

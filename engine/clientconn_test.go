@@ -82,7 +82,7 @@ func TestClientConnIdleGapsAndTimeout(t *testing.T) {
 	for _, gap := range []time.Duration{0, 2 * pipelineGuard, 4 * pipelineGuard} {
 		time.Sleep(gap)
 		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))    //nolint:errcheck
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))      //nolint:errcheck
 		readAnswer(t, br, "answer /a")
 	}
 	// Idle past the timeout: the server closes the connection.

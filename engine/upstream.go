@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -113,13 +111,9 @@ type uconn struct {
 	// A request written whole in one go waits here for the first Read,
 	// which sends it and waits for the answer in one pass (sendThenRead).
 	deferWrite bool         // the next Write is the whole request: keep it
-	stash      *pool.Buffer // the kept request, and how much of it is sent
-	stashOff   int
-	wn         int                   // bytes written through Write since attachWriter
-	strFn      func(fd uintptr) bool // sendThenRead's callback, made once
-	strP       []byte
-	strN       int
-	strErr     error
+	stash      *pool.Buffer // the kept request
+	wn         int          // bytes written through Write since attachWriter
+	sr         sendRead
 
 	// Read-side settings of the current use (see Read).
 	hard   time.Time     // the exchange's deadline
@@ -239,7 +233,6 @@ func (c *uconn) Write(p []byte) (int, error) {
 		c.deferWrite = false
 		c.stash = pool.Scratch.Get()
 		c.stash.B = append(c.stash.B[:0], p...)
-		c.stashOff = 0
 		return len(p), nil
 	}
 	c.wn += len(p)
@@ -279,71 +272,24 @@ func (c *uconn) canDefer() bool { return sendThenReadOK && c.rc != nil && !c.isT
 // straight to the poller. Writes the socket does not take at once (a full
 // send buffer) finish through Write, with its deadlines and checks.
 func (c *uconn) sendThenRead(p []byte) (int, error) {
-	if c.strFn == nil {
-		c.strFn = c.sendThenReadFd
-	}
-	c.strP, c.strN, c.strErr = p, 0, nil
-	err := c.rc.Read(c.strFn)
-	c.strP = nil
-	if c.stash != nil {
-		// Not all sent: an error, or the socket took only part of it.
-		rest := c.stash.B[c.stashOff:]
-		serr := c.strErr
-		if serr == syscall.EAGAIN || serr == nil && err == nil {
-			_, serr = c.Write(rest)
-		} else if serr == nil {
-			serr = err
+	n, unsent, sent, err := c.sr.run(c.rc, c.up.network, c.stash.B, p)
+	if !sent {
+		// An error, or the socket took only part of it.
+		if err == syscall.EAGAIN || err == nil {
+			c.deferWrite = false
+			stash := c.stash
+			c.stash = nil
+			_, err = c.Write(unsent)
+			pool.Scratch.Put(stash)
 		}
 		c.dropStash()
-		if serr != nil {
-			return 0, errors.Join(errUpstreamRequest, serr)
+		if err != nil {
+			return 0, errors.Join(errUpstreamRequest, err)
 		}
 		return c.nc.Read(p)
 	}
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case c.strErr != nil:
-		return 0, &net.OpError{Op: "read", Net: c.up.network, Err: os.NewSyscallError("read", c.strErr)}
-	case c.strN == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	return c.strN, nil
-}
-
-func (c *uconn) sendThenReadFd(fd uintptr) bool {
-	if c.stash != nil {
-		for c.stashOff < len(c.stash.B) {
-			n, err := sockWrite(fd, c.stash.B[c.stashOff:])
-			if n > 0 {
-				c.stashOff += n
-			}
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil {
-				c.strErr = err
-				return true
-			}
-		}
-		c.dropStash()
-		return false // sent: wait for the answer
-	}
-	for {
-		n, err := sockRead(fd, c.strP)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err == syscall.EAGAIN {
-			return false
-		}
-		if n < 0 {
-			n = 0
-		}
-		c.strN, c.strErr = n, err
-		return true
-	}
+	c.dropStash()
+	return n, err
 }
 
 func (c *uconn) dropStash() {
