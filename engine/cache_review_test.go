@@ -387,11 +387,7 @@ func TestCacheHitsOfALargeEntryShareMemory(t *testing.T) {
 // slowClientsSameURI is slowClients for one URI: one stalled connection.
 func slowClientsSameURI(t *testing.T, addr, path string) {
 	t.Helper()
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) //nolint:errcheck
-		})
-	}}
+	d := net.Dialer{Control: smallBuf(syscall.SO_RCVBUF, 4096)}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

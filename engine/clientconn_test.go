@@ -33,6 +33,17 @@ func clientConnEngine(t *testing.T, opts Options) string {
 	return addr
 }
 
+// dialTest connects to addr for the test's length.
+func dialTest(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func readAnswer(t *testing.T, br *bufio.Reader, want string) {
 	t.Helper()
 	resp, err := http.ReadResponse(br, nil)
@@ -51,20 +62,15 @@ func readAnswer(t *testing.T, br *bufio.Reader, want string) {
 // kept catches the wake-up the runtime forgot.
 func TestClientConnPipelinedDuringHandler(t *testing.T) {
 	addr := clientConnEngine(t, Options{IdleTimeout: 10 * time.Second})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTest(t, addr)
 	c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
 	br := bufio.NewReader(c)
-	for i := range 3 {
+	for range 3 {
 		io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
 		time.Sleep(20 * time.Millisecond)                          // the server has read the first one
 		io.WriteString(c, "GET /two HTTP/1.1\r\nHost: x\r\n\r\n")  //nolint:errcheck
 		readAnswer(t, br, "answer /slow")
 		readAnswer(t, br, "answer /two")
-		_ = i
 	}
 }
 
@@ -73,11 +79,7 @@ func TestClientConnPipelinedDuringHandler(t *testing.T) {
 // restores the server's deadline.
 func TestClientConnIdleGapsAndTimeout(t *testing.T) {
 	addr := clientConnEngine(t, Options{IdleTimeout: 700 * time.Millisecond})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTest(t, addr)
 	br := bufio.NewReader(c)
 	for _, gap := range []time.Duration{0, 2 * pipelineGuard, 4 * pipelineGuard} {
 		time.Sleep(gap)
@@ -110,29 +112,18 @@ func TestClientConnSlowReader(t *testing.T) {
 	e := mustEngine(t, oneRoute("", origin), Options{})
 	// A small send buffer on vkp's side too, so the socket cannot take
 	// the whole answer at once.
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, 2048) //nolint:errcheck
-		})
-	}}
+	lc := net.ListenConfig{Control: smallBuf(syscall.SO_SNDBUF, 2048)}
 	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := e.NewServer()
-	go srv.Serve(Listener(ln))           //nolint:errcheck
-	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
-	addr := ln.Addr().String()
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) //nolint:errcheck
-		})
-	}}
+	_, addr := serveEngineOn(t, e, ln)
+	d := net.Dialer{Control: smallBuf(syscall.SO_RCVBUF, 1024)}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
 	br := bufio.NewReaderSize(c, 512)
 	for range 3 {
@@ -148,11 +139,7 @@ func TestClientConnSlowReader(t *testing.T) {
 // gets it and then the end of the connection.
 func TestClientConnCloseNotKept(t *testing.T) {
 	addr := clientConnEngine(t, Options{})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialTest(t, addr)
 	c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
 	br := bufio.NewReader(c)
 	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") //nolint:errcheck

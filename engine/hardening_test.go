@@ -36,6 +36,11 @@ func rawOrigin(t testing.TB, serve func(n int, c net.Conn, br *bufio.Reader)) st
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rawOriginOn(t, ln, serve)
+}
+
+// rawOriginOn is rawOrigin on a listener of the caller's (socket options).
+func rawOriginOn(t testing.TB, ln net.Listener, serve func(n int, c net.Conn, br *bufio.Reader)) string {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn

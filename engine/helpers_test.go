@@ -92,6 +92,11 @@ func serveEngine(t testing.TB, e *Engine) (*fasthttp.HostClient, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveEngineOn(t, e, ln)
+}
+
+// serveEngineOn is serveEngine on a listener of the caller's.
+func serveEngineOn(t testing.TB, e *Engine, ln net.Listener) (*fasthttp.HostClient, string) {
 	srv := e.NewServer()
 	go srv.Serve(Listener(ln))           //nolint:errcheck
 	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
@@ -150,4 +155,18 @@ func newProxyCtx() (*fasthttp.RequestCtx, *fasthttp.Request) {
 	ctx := &fasthttp.RequestCtx{}
 	ctx.Init(&fasthttp.Request{}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}, nil)
 	return ctx, tmpl
+}
+
+// smallBuf is a socket Control setting one buffer (syscall.SO_RCVBUF or
+// SO_SNDBUF) to n bytes: a peer that takes or gives data slowly.
+func smallBuf(opt, n int) func(_, _ string, rc syscall.RawConn) error {
+	return func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, n)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}
 }

@@ -20,44 +20,24 @@ import (
 // ordinary write path and the answer still arrives, on a fresh connection
 // and on a reused one.
 func TestSendThenReadPartialWrite(t *testing.T) {
-	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
+	lc := net.ListenConfig{Control: smallBuf(syscall.SO_RCVBUF, 2048)}
 	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	addr := rawOriginOn(t, ln, func(_ int, c net.Conn, br *bufio.Reader) {
 		for {
-			c, err := ln.Accept()
+			time.Sleep(100 * time.Millisecond) // let the sender fill the window
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					time.Sleep(100 * time.Millisecond) // let the sender fill the window
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					b, _ := io.ReadAll(req.Body)
-					body := fmt.Sprintf("%d %x", len(b), b[len(b)-4:])
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				}
-			}()
+			b, _ := io.ReadAll(req.Body)
+			body := fmt.Sprintf("%d %x", len(b), b[len(b)-4:])
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		}
-	}()
-	e := mustEngine(t, oneRoute("", ln.Addr().String()), Options{Dial: func(addr string) (net.Conn, error) {
+	})
+	e := mustEngine(t, oneRoute("", addr), Options{Dial: func(addr string) (net.Conn, error) {
 		c, err := net.Dial("tcp4", addr)
 		if err != nil {
 			return nil, err
