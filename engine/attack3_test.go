@@ -72,6 +72,33 @@ func TestAttack3PipelinedSplitHeaderGets408(t *testing.T) {
 	readAnswer(t, br, "answer /b")
 }
 
+// The same loss on the body side: a pipelined request with "Expect:
+// 100-continue" behind a complete one makes the server flush the first
+// answer and "100 Continue" together; that write is kept, and the read of
+// the body that follows cuts the guard with no deadline recorded (the
+// --body-timeout deadline was set just before the kept write). A client
+// that never sends the announced body holds the connection forever.
+func TestAttack3PipelinedContinueKeepsBodyTimeout(t *testing.T) {
+	addr := clientConnEngine(t, Options{HeaderTimeout: 300 * time.Millisecond, BodyTimeout: 300 * time.Millisecond, IdleTimeout: 30 * time.Second})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"+ //nolint:errcheck
+		"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	readAnswer(t, br, "answer /a")
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(4 * time.Second)) //nolint:errcheck
+	b, err := io.ReadAll(br)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("a body announced and never sent held the connection %v (body timeout 300ms); got %q",
+			time.Since(start).Round(time.Millisecond), b)
+	}
+}
+
 // A client that half-closes after its request (printf ... | nc -N, some
 // health checkers and scripts) sends its FIN before the answer; the FIN's
 // wake-up is forgotten when sendThenRead resets the socket's readiness,
