@@ -641,4 +641,5 @@ func (rc *routeCache) remove(e *Engine, key []byte) {
 		return
 	}
 	rc.st.Delete(context.Background(), key) //nolint:errcheck // a failed delete leaves an cacheEntry to expire
+	rc.share.drop(key)                      // a hit that read the store meanwhile kept nothing
 }

@@ -87,8 +87,8 @@ func (cs *cacheStores) close() {
 //   - An entry smaller than shareMin that was just read is kept (hot) for
 //     hotHold: the hits of a popular key in that time use the copy, so
 //     the key is read from the store about once per hotHold. Hot copies
-//     take at most hotBudget bytes in all, apart from the store's own
-//     size; when a shard is full, the entry is not kept.
+//     and their keys take at most hotBudget bytes in all, apart from the
+//     store's own size; when a shard is full, the entry is not kept.
 //   - An entry of shareMin bytes or more is remembered by a weak pointer:
 //     while any response still holds it, the next hits of the key use it;
 //     once none does, the GC frees it and the next hit reads the store.
@@ -118,8 +118,8 @@ type sharedRaw struct {
 type hotShard struct {
 	mu    sync.Mutex
 	m     map[string]*hotRaw // expired ones keep their key, for the next add
-	bytes int
-	_     [40]byte // keeps shards' locks on separate cache lines
+	bytes int                // of copies and keys
+	_     [40]byte           // keeps shards' locks on separate cache lines
 }
 
 type hotRaw struct {
@@ -235,23 +235,29 @@ func (sh *sharedHits) addHot(key, raw []byte, now int64) {
 		hs.bytes -= len(h.raw)
 		h.raw = nil
 	}
-	if hs.bytes+len(raw) > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
+	need := len(raw)
+	if h == nil {
+		need += len(key)
+	}
+	if hs.bytes+need > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
 		for k, o := range hs.m {
 			if o.raw == nil || o.until <= now {
-				hs.bytes -= len(o.raw)
+				hs.bytes -= len(o.raw) + len(k)
 				delete(hs.m, k)
 			}
 		}
 		if h != nil && hs.m[string(key)] == nil {
 			h = nil // swept: kept again below only if there is room
+			need += len(key)
 		}
-		if hs.bytes+len(raw) > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
+		if hs.bytes+need > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
 			return
 		}
 	}
 	if h == nil {
 		h = &hotRaw{}
 		hs.m[string(key)] = h
+		hs.bytes += len(key)
 	}
 	h.raw, h.until = raw, now+hotHold
 	hs.bytes += len(raw)
@@ -271,7 +277,7 @@ func (sh *sharedHits) drop(key []byte) {
 	hs := sh.shard(key)
 	hs.mu.Lock()
 	if h := hs.m[string(key)]; h != nil {
-		hs.bytes -= len(h.raw)
+		hs.bytes -= len(h.raw) + len(key)
 		delete(hs.m, string(key))
 	}
 	hs.mu.Unlock()

@@ -43,9 +43,8 @@ const (
 )
 
 // Listener returns ln whose TCP connections answer and read as above. Serve
-// the engine's server (NewServer) from it: it relies on the server setting
-// a read deadline once a request's first byte has arrived. Other
-// listeners' connections work as before.
+// the engine's server (NewServer) from it; other listeners' connections
+// work as before.
 func Listener(ln net.Listener) net.Listener {
 	if !sendThenReadOK {
 		return ln
@@ -80,7 +79,7 @@ type clientConn struct {
 
 	armed  bool // the next Write is a whole answer: keep it
 	kept   atomic.Pointer[pool.Buffer]
-	wantRD time.Time // the read deadline asked for while an answer is kept
+	wantRD time.Time // the read deadline the server asked for last
 	cutRD  bool      // the socket's read deadline is cut to pipelineGuard
 
 	sr sendRead
@@ -144,14 +143,24 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	return c.TCPConn.Write(p)
 }
 
+// SetReadDeadline records the deadline the server asks for, which a kept
+// answer's read puts back however it ends.
 func (c *clientConn) SetReadDeadline(t time.Time) error {
+	c.wantRD, c.cutRD = t, false
 	if c.kept.Load() == nil {
 		return c.TCPConn.SetReadDeadline(t)
 	}
-	c.wantRD, c.cutRD = t, true
+	return c.cutDeadline()
+}
+
+// cutDeadline sets the socket's read deadline to pipelineGuard from now,
+// or the server's if that comes first.
+func (c *clientConn) cutDeadline() error {
+	t := c.wantRD
 	if g := time.Now().Add(pipelineGuard); t.IsZero() || g.Before(t) {
 		t = g
 	}
+	c.cutRD = true
 	return c.TCPConn.SetReadDeadline(t)
 }
 
@@ -167,9 +176,9 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		return c.TCPConn.Read(p)
 	}
 	if !c.cutRD {
-		// No deadline was set since the answer was kept: cut one now.
-		c.wantRD = time.Time{}
-		if err := c.SetReadDeadline(time.Time{}); err != nil {
+		// The server's deadline was set before the answer was kept (a
+		// pipelined request being read): cut it now.
+		if err := c.cutDeadline(); err != nil {
 			return 0, err
 		}
 	}
@@ -203,10 +212,12 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		}
 		return c.TCPConn.Read(p)
 	}
-	// The read found the next request (or the end, or failed): the
-	// server sets its own read deadline next (NewServer always has a
-	// ReadTimeout), so the one it asked for before is not put back.
-	c.cutRD = false
+	// The read found the next request, or part of one, or the end: the
+	// server's deadline goes back (it may be in the middle of a header
+	// or a body, bounded by its header or body timeout).
+	if derr := c.restoreRD(); err == nil && derr != nil {
+		return 0, derr
+	}
 	return n, err
 }
 

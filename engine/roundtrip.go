@@ -74,7 +74,31 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 			d.inflight.Add(-1)
 		}
 	}()
-	if stage, err := x.writeRequest(c, d, target); err != nil {
+	stage, err := x.writeRequest(c, d, target)
+	if err == nil {
+		err = readResponseHead(c, &x.ctx.Response.Header)
+		if errors.Is(err, errKeptPartial) {
+			// A request kept for sendThenRead that the socket did not take
+			// whole: the rest goes as writeRequest sends.
+			if err = c.sendRest(); err != nil {
+				err = errors.Join(errUpstreamRequest, err)
+			} else {
+				err = readResponseHead(c, &x.ctx.Response.Header)
+			}
+		}
+		if err != nil && !errors.Is(err, errUpstreamRequest) {
+			stage := rtAnswered
+			if c.nread == 0 && !c.gone {
+				stage = rtSent // nothing of a response arrived
+			}
+			if c.gone {
+				err = errClientGone
+			}
+			u.discard(c)
+			return stage, err
+		}
+	}
+	if err != nil {
 		if !errors.Is(err, errUpstreamRequest) || !x.earlyAnswer(c) {
 			if c.nread > 0 {
 				stage = rtAnswered // part of an answer: never retried
@@ -84,18 +108,10 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		}
 		// The upstream answered before taking the whole request (a 401 or
 		// 413) and stopped reading: its answer is forwarded; a client body
-		// not read to its end closes the client's connection.
+		// not read to its end closes the client's connection, and the
+		// upstream's, holding part of a request, is not reused.
 		x.closeClient = !x.body.whole()
-	} else if err := readResponseHead(c, &x.ctx.Response.Header); err != nil {
-		stage := rtAnswered
-		if c.nread == 0 && !c.gone {
-			stage = rtSent // nothing of a response arrived
-		}
-		if c.gone {
-			err = errClientGone
-		}
-		u.discard(c)
-		return stage, err
+		c.closeTok = true
 	}
 	resp := &x.ctx.Response
 	h := &resp.Header

@@ -71,6 +71,7 @@ var (
 	// errUpstreamAnswered ends a request's write: the upstream answered
 	// before taking the whole request (roundTrip reads that answer).
 	errUpstreamAnswered = errors.New("engine: upstream answered before taking the whole request")
+	errKeptPartial      = errors.New("engine: the socket took part of a kept request")
 	errNoFreeConns      = errors.New("engine: no free upstream connection before the deadline")
 )
 
@@ -112,6 +113,7 @@ type uconn struct {
 	// which sends it and waits for the answer in one pass (sendThenRead).
 	deferWrite bool         // the next Write is the whole request: keep it
 	stash      *pool.Buffer // the kept request
+	stashOff   int          // how much of it sendThenRead sent
 	wn         int          // bytes written through Write since attachWriter
 	sr         sendRead
 
@@ -269,27 +271,33 @@ func (c *uconn) canDefer() bool { return sendThenReadOK && c.rc != nil && !c.isT
 // Read makes and that finds nothing yet (the upstream has not answered):
 // the runtime's readiness flag for the socket is reset before the request
 // leaves, so the answer's arrival cannot be missed, and the wait goes
-// straight to the poller. Writes the socket does not take at once (a full
-// send buffer) finish through Write, with its deadlines and checks.
+// straight to the poller. When the socket does not take the whole request
+// at once (a full send buffer, or a deadline already past), it returns
+// errKeptPartial with the rest kept: the caller sends it with sendRest,
+// with Write's deadlines and checks and writeRequest's handling of an
+// early answer.
 func (c *uconn) sendThenRead(p []byte) (int, error) {
 	n, unsent, sent, err := c.sr.run(c.rc, c.up.network, c.stash.B, p)
 	if !sent {
-		// An error, or the socket took only part of it.
-		if err == syscall.EAGAIN || err == nil {
-			c.deferWrite = false
-			stash := c.stash
-			c.stash = nil
-			_, err = c.Write(unsent)
-			pool.Scratch.Put(stash)
+		if _, errno := err.(syscall.Errno); err == syscall.EAGAIN || !errno {
+			c.stashOff = len(c.stash.B) - len(unsent)
+			return 0, errKeptPartial
 		}
 		c.dropStash()
-		if err != nil {
-			return 0, errors.Join(errUpstreamRequest, err)
-		}
-		return c.nc.Read(p)
+		return 0, errors.Join(errUpstreamRequest, err)
 	}
 	c.dropStash()
 	return n, err
+}
+
+// sendRest writes what sendThenRead could not send.
+func (c *uconn) sendRest() error {
+	stash := c.stash
+	c.stash = nil
+	c.deferWrite = false
+	_, err := c.Write(stash.B[c.stashOff:])
+	pool.Scratch.Put(stash)
+	return err
 }
 
 func (c *uconn) dropStash() {
