@@ -188,10 +188,12 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	}
 	n, unsent, sent, err := c.sr.run(c.rc, "tcp", out.B, p)
 	if !sent {
-		// The socket took part of it (a slow reader), or an error.
-		if err == syscall.EAGAIN || err == nil {
+		// The socket took part of it (a slow reader), the read deadline
+		// had already passed, or the write failed: the rest goes the
+		// ordinary way, under the write deadline, unless the write failed.
+		if errno, ok := err.(syscall.Errno); !ok || errno == syscall.EAGAIN {
 			_, err = c.TCPConn.Write(unsent)
-		} else if errno, ok := err.(syscall.Errno); ok {
+		} else {
 			err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
 		}
 		pool.Scratch.Put(out)

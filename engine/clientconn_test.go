@@ -148,3 +148,16 @@ func TestClientConnCloseNotKept(t *testing.T) {
 		t.Fatalf("after the last answer: %v, want EOF", err)
 	}
 }
+
+// An answer kept for the next read still leaves when the read deadline has
+// already passed by then (here an idle timeout of 1 ns): the read fails
+// at once, and the answer goes out the ordinary way before the
+// connection closes.
+func TestClientConnAnswerSentWhenReadDeadlinePassed(t *testing.T) {
+	addr := clientConnEngine(t, Options{IdleTimeout: time.Nanosecond})
+	c := dialTest(t, addr)
+	c.SetDeadline(time.Now().Add(5 * time.Second))          //nolint:errcheck
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+	br := bufio.NewReader(c)
+	readAnswer(t, br, "answer /a")
+}
