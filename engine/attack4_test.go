@@ -1,0 +1,72 @@
+package engine
+
+import (
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// slowWindowEngine serves a route to an origin answering /big with a 15
+// KiB body (an answer under keepMax, so clientConn keeps it) through
+// Listener on a socket with a small send buffer, and returns a client
+// connection with a small receive buffer: an answer of 15 KiB does not
+// fit in the two buffers, so the server's write of it waits for the client
+// to read.
+func slowWindowEngine(t *testing.T, opts Options) net.Conn {
+	t.Helper()
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/big" {
+			ctx.SetBody([]byte(strings.Repeat("b", 15<<10)))
+			return
+		}
+		ctx.SetBodyString("answer " + string(ctx.Path()))
+	})
+	e := mustEngine(t, oneRoute("", origin), opts)
+	lc := net.ListenConfig{Control: smallBuf(syscall.SO_SNDBUF, 2048)}
+	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := serveEngineOn(t, e, ln)
+	d := net.Dialer{Control: smallBuf(syscall.SO_RCVBUF, 1024)}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The last answer of a connection (the client sent "Connection: close",
+// which the proxy strips from the request before armWriteBehind looks at
+// it; likewise an HTTP/1.0 request without keep-alive) is kept by
+// clientConn, and the server then closes the connection: clientConn.Close
+// writes the kept answer with a fixed one-second deadline instead of the
+// server's --write-timeout (60 s by default, 10 s here). A client reading
+// slowly, whose window does not take the whole answer within a second,
+// gets a truncated answer (and a reset) where the same exchange without
+// Listener, or on a keep-alive connection, waits for it up to the write
+// timeout.
+func TestAttack4LastAnswerGetsOneSecondNotWriteTimeout(t *testing.T) {
+	for _, req := range []string{
+		"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		"GET /big HTTP/1.0\r\nHost: x\r\n\r\n",
+	} {
+		t.Run(strings.Fields(req)[2], func(t *testing.T) {
+			c := slowWindowEngine(t, Options{WriteTimeout: 10 * time.Second})
+			io.WriteString(c, req) //nolint:errcheck
+			time.Sleep(2 * time.Second) // a slow reader: nothing read for 2 s
+			c.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+			b, err := io.ReadAll(c)
+			if !strings.HasSuffix(string(b), strings.Repeat("b", 15<<10)) {
+				t.Fatalf("the last answer, read after 2 s (write timeout 10 s): %d bytes, %v; want the whole 15 KiB body",
+					len(b), err)
+			}
+		})
+	}
+}
