@@ -77,28 +77,34 @@ type clientConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
 
-	armed  bool // the next Write is a whole answer: keep it
-	kept   atomic.Pointer[pool.Buffer]
-	wantRD time.Time // the read deadline the server asked for last
-	cutRD  bool      // the socket's read deadline is cut to pipelineGuard
+	closing bool // the request being handled asked for the connection's end
+	armed   bool // the next Write is a whole answer: keep it
+	kept    atomic.Pointer[pool.Buffer]
+	wantRD  time.Time // the read deadline the server asked for last
+	cutRD   bool      // the socket's read deadline is cut to pipelineGuard
+	setCut  bool      // ... by the server's own SetReadDeadline, after the answer was kept
 
 	sr sendRead
 }
 
 // armWriteBehind marks the answer being finished as complete in memory on
-// a connection that stays open.
+// a connection that stays open: neither the request (as it came: the
+// handler strips its Connection header, HTTP/1.0 without keep-alive
+// included) nor the answer ends it.
 func armWriteBehind(ctx *fasthttp.RequestCtx) {
-	if cc, ok := ctx.Conn().(*clientConn); ok && !ctx.Hijacked() && !ctx.Response.IsBodyStream() &&
-		!ctx.Response.ConnectionClose() && !ctx.Request.Header.ConnectionClose() {
+	if cc, ok := ctx.Conn().(*clientConn); ok && !cc.closing && !ctx.Hijacked() &&
+		!ctx.Response.IsBodyStream() && !ctx.Response.ConnectionClose() {
 		cc.armed = true
 	}
 }
 
 // sendKeptOf sends what ctx's connection keeps, before a pipelined
-// request is handled (its handler may take long).
+// request is handled (its handler may take long), and notes whether the
+// request ends the connection.
 func sendKeptOf(ctx *fasthttp.RequestCtx) {
 	if cc, ok := ctx.Conn().(*clientConn); ok {
 		cc.armed = false
+		cc.closing = ctx.Request.Header.ConnectionClose()
 		if cc.kept.Load() != nil {
 			cc.sendKept() //nolint:errcheck // the next read or write sees a dead conn
 		}
@@ -146,10 +152,11 @@ func (c *clientConn) Write(p []byte) (int, error) {
 // SetReadDeadline records the deadline the server asks for, which a kept
 // answer's read puts back however it ends.
 func (c *clientConn) SetReadDeadline(t time.Time) error {
-	c.wantRD, c.cutRD = t, false
+	c.wantRD, c.cutRD, c.setCut = t, false, false
 	if c.kept.Load() == nil {
 		return c.TCPConn.SetReadDeadline(t)
 	}
+	c.setCut = true
 	return c.cutDeadline()
 }
 
@@ -192,7 +199,14 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		// had already passed, or the write failed: the rest goes the
 		// ordinary way, under the write deadline, unless the write failed.
 		if errno, ok := err.(syscall.Errno); !ok || errno == syscall.EAGAIN {
+			start := time.Now()
 			_, err = c.TCPConn.Write(unsent)
+			if c.setCut && !c.wantRD.IsZero() {
+				// The server set that deadline after it wrote the answer
+				// (its wait for the next request): it starts once the
+				// answer is out, as without keeping.
+				c.wantRD = c.wantRD.Add(time.Since(start))
+			}
 		} else {
 			err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
 		}
@@ -239,14 +253,17 @@ func (c *clientConn) CloseWrite() error {
 	return c.TCPConn.CloseWrite()
 }
 
-// Close sends a kept answer first (the server closes after an answer it
-// marked as the last; shutdown closes idle connections), for at most a
-// second.
+// Close sends a kept answer first (the server closes idle connections
+// when it shuts down), under the write deadline the server set for it,
+// from a goroutine of its own: a slow client does not hold up the closer.
 func (c *clientConn) Close() error {
 	if b := c.take(); b != nil {
-		c.TCPConn.SetWriteDeadline(time.Now().Add(time.Second)) //nolint:errcheck // a dead conn fails the write
-		c.TCPConn.Write(b.B)                                    //nolint:errcheck // closing anyway
-		pool.Scratch.Put(b)
+		go func() {
+			c.TCPConn.Write(b.B) //nolint:errcheck // closing anyway
+			pool.Scratch.Put(b)
+			c.TCPConn.Close()
+		}()
+		return nil
 	}
 	return c.TCPConn.Close()
 }

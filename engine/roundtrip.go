@@ -80,9 +80,9 @@ func (x *exchange) roundTrip(d *Destination, target []byte, deadline time.Time) 
 		if errors.Is(err, errKeptPartial) {
 			// A request kept for sendThenRead that the socket did not take
 			// whole: the rest goes as writeRequest sends.
-			if err = c.sendRest(); err != nil {
+			if err = c.sendRest(); err != nil && !isClientErr(err) {
 				err = errors.Join(errUpstreamRequest, err)
-			} else {
+			} else if err == nil {
 				err = readResponseHead(c, &x.ctx.Response.Header)
 			}
 		}
