@@ -3,46 +3,11 @@ package engine
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/valyala/fasthttp"
 )
-
-// slowWindowEngine serves a route to an origin answering /big with a 15
-// KiB body (an answer under keepMax, so clientConn keeps it) through
-// Listener on a socket with a small send buffer, and returns a client
-// connection with a small receive buffer: an answer of 15 KiB does not
-// fit in the two buffers, so the server's write of it waits for the client
-// to read.
-func slowWindowEngine(t *testing.T, opts Options) net.Conn {
-	t.Helper()
-	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
-		if string(ctx.Path()) == "/big" {
-			ctx.SetBody([]byte(strings.Repeat("b", 15<<10)))
-			return
-		}
-		ctx.SetBodyString("answer " + string(ctx.Path()))
-	})
-	e := mustEngine(t, oneRoute("", origin), opts)
-	lc := net.ListenConfig{Control: smallBuf(syscall.SO_SNDBUF, 2048)}
-	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, addr := serveEngineOn(t, e, ln)
-	d := net.Dialer{Control: smallBuf(syscall.SO_RCVBUF, 1024)}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // The last answer of a connection (the client sent "Connection: close",
 // which the proxy strips from the request before armWriteBehind looks at

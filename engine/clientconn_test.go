@@ -17,7 +17,15 @@ import (
 // bodies (after 50 ms for /slow) through Listener, and returns its address.
 func clientConnEngine(t *testing.T, opts Options) string {
 	t.Helper()
-	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+	e := mustEngine(t, oneRoute("", clientConnOrigin(t)), opts)
+	_, addr := serveEngine(t, e)
+	return addr
+}
+
+// clientConnOrigin answers "answer <path>", after 50 ms for /slow, and
+// 15 KiB for /big.
+func clientConnOrigin(t *testing.T) string {
+	return startOrigin(t, func(ctx *fasthttp.RequestCtx) {
 		p := string(ctx.Path())
 		if p == "/slow" {
 			time.Sleep(50 * time.Millisecond)
@@ -28,9 +36,30 @@ func clientConnEngine(t *testing.T, opts Options) string {
 		}
 		ctx.SetBodyString("answer " + p)
 	})
-	e := mustEngine(t, oneRoute("", origin), opts)
-	_, addr := serveEngine(t, e)
-	return addr
+}
+
+// slowWindowEngine serves a route to an origin answering /big with a 15
+// KiB body (an answer under keepMax, so clientConn keeps it) through
+// Listener on a socket with a small send buffer, and returns a client
+// connection with a small receive buffer: an answer of 15 KiB does not
+// fit in the two buffers, so the server's write of it waits for the client
+// to read.
+func slowWindowEngine(t *testing.T, opts Options) net.Conn {
+	t.Helper()
+	e := mustEngine(t, oneRoute("", clientConnOrigin(t)), opts)
+	lc := net.ListenConfig{Control: smallBuf(syscall.SO_SNDBUF, 2048)}
+	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := serveEngineOn(t, e, ln)
+	d := net.Dialer{Control: smallBuf(syscall.SO_RCVBUF, 1024)}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // dialTest connects to addr for the test's length.
@@ -102,28 +131,7 @@ func TestClientConnIdleGapsAndTimeout(t *testing.T) {
 // small window) is finished the ordinary way, and the next request on the
 // connection is read after it.
 func TestClientConnSlowReader(t *testing.T) {
-	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
-		if string(ctx.Path()) == "/big" {
-			ctx.SetBody([]byte(strings.Repeat("b", 15<<10)))
-			return
-		}
-		ctx.SetBodyString("answer " + string(ctx.Path()))
-	})
-	e := mustEngine(t, oneRoute("", origin), Options{})
-	// A small send buffer on vkp's side too, so the socket cannot take
-	// the whole answer at once.
-	lc := net.ListenConfig{Control: smallBuf(syscall.SO_SNDBUF, 2048)}
-	ln, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, addr := serveEngineOn(t, e, ln)
-	d := net.Dialer{Control: smallBuf(syscall.SO_RCVBUF, 1024)}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := slowWindowEngine(t, Options{})
 	c.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
 	br := bufio.NewReaderSize(c, 512)
 	for range 3 {
