@@ -180,6 +180,13 @@ func (c *clientConn) SetDeadline(t time.Time) error {
 
 func (c *clientConn) Read(p []byte) (int, error) {
 	if c.kept.Load() == nil {
+		if c.cutRD {
+			// The server's deadline, left cut by the last pass, is put
+			// back before the socket is read again.
+			if err := c.restoreRD(); err != nil {
+				return 0, err
+			}
+		}
 		return c.TCPConn.Read(p)
 	}
 	if !c.cutRD {
@@ -228,12 +235,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		}
 		return c.TCPConn.Read(p)
 	}
-	// The read found the next request, or part of one, or the end: the
-	// server's deadline goes back (it may be in the middle of a header
-	// or a body, bounded by its header or body timeout).
-	if derr := c.restoreRD(); err == nil && derr != nil {
-		return 0, derr
-	}
+	// The read found the next request, or part of one, or the end. The
+	// server's deadline goes back before the next Read (it may be in the
+	// middle of a header or a body), unless the server sets a new one
+	// first, as it does once a request has begun: one deadline update
+	// saved per request.
 	return n, err
 }
 

@@ -87,3 +87,25 @@ func TestSendThenReadEdges(t *testing.T) {
 		t.Fatalf("GET after: %d %q", resp.StatusCode(), resp.Body())
 	}
 }
+
+// A deadline is kept from one exchange to the next only while it is still
+// half a check period away and no later than wanted.
+func TestKeepDeadline(t *testing.T) {
+	now := time.Now()
+	want := now.Add(clientCheckEvery)
+	for _, tc := range []struct {
+		cur  time.Time
+		keep bool
+	}{
+		{time.Time{}, false},
+		{now.Add(clientCheckEvery * 3 / 4), true},
+		{want, true},
+		{want.Add(time.Millisecond), false},    // later than wanted
+		{now.Add(clientCheckEvery / 4), false}, // too close
+		{now.Add(-time.Second), false},         // passed
+	} {
+		if got := keepDeadline(tc.cur, want, now); got != tc.keep {
+			t.Errorf("keepDeadline(now%+v) = %v, want %v", tc.cur.Sub(now), got, tc.keep)
+		}
+	}
+}

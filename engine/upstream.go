@@ -121,6 +121,8 @@ type uconn struct {
 	hard   time.Time     // the exchange's deadline
 	client net.Conn      // the client's connection, checked while waiting past clientCheckEvery; nil: not watched
 	wHard  time.Time     // the current write's deadline (Write)
+	rdSet  time.Time     // the socket's read deadline (setRD)
+	wdSet  time.Time     // the socket's write deadline (setWD)
 	isTLS  bool          // a write timeout is fatal to a TLS connection: no soft write deadlines
 	idleTO time.Duration // > 0 while streaming: each read gets this long
 }
@@ -181,7 +183,7 @@ func (c *uconn) Read(p []byte) (int, error) {
 		if c.client != nil {
 			rd = earlier(now.Add(clientCheckEvery), c.hard)
 		}
-		if err := c.nc.SetReadDeadline(rd); err != nil {
+		if err := c.setRD(rd); err != nil {
 			return 0, err
 		}
 	}
@@ -205,7 +207,7 @@ func (c *uconn) Read(p []byte) (int, error) {
 			c.gone = true
 			return 0, errClientGone
 		}
-		if err := c.nc.SetReadDeadline(earlier(now.Add(clientCheckEvery), c.hard)); err != nil {
+		if err := c.setRD(earlier(now.Add(clientCheckEvery), c.hard)); err != nil {
 			return 0, err
 		}
 	}
@@ -256,7 +258,7 @@ func (c *uconn) Write(p []byte) (int, error) {
 			c.gone = true
 			return total, errClientGone
 		}
-		if err := c.nc.SetWriteDeadline(earlier(now.Add(clientCheckEvery), c.wHard)); err != nil {
+		if err := c.setWD(earlier(now.Add(clientCheckEvery), c.wHard)); err != nil {
 			return total, err
 		}
 	}
@@ -310,11 +312,19 @@ func (c *uconn) dropStash() {
 
 // setWriteDeadline arms the next writes with deadline hard.
 func (c *uconn) setWriteDeadline(hard time.Time) error {
+	return c.armWrites(hard, time.Now())
+}
+
+func (c *uconn) armWrites(hard, now time.Time) error {
 	c.wHard = hard
-	if !c.isTLS {
-		hard = earlier(time.Now().Add(clientCheckEvery), hard)
+	if c.isTLS {
+		return c.setWD(hard)
 	}
-	return c.nc.SetWriteDeadline(hard)
+	wd := earlier(now.Add(clientCheckEvery), hard)
+	if keepDeadline(c.wdSet, wd, now) {
+		return nil
+	}
+	return c.setWD(wd)
 }
 
 // setDeadlines arms the connection for one exchange: writes and reads end at
@@ -323,14 +333,38 @@ func (c *uconn) setWriteDeadline(hard time.Time) error {
 // there).
 func (c *uconn) setDeadlines(hard time.Time, client net.Conn) error {
 	c.hard, c.client, c.idleTO, c.gone, c.closeTok = hard, client, 0, false, false
-	if err := c.setWriteDeadline(hard); err != nil {
+	now := time.Now()
+	if err := c.armWrites(hard, now); err != nil {
 		return err
 	}
 	rd := hard
 	if client != nil {
-		rd = earlier(time.Now().Add(clientCheckEvery), hard)
+		rd = earlier(now.Add(clientCheckEvery), hard)
+		if !c.isTLS && keepDeadline(c.rdSet, rd, now) { // tlsHolds sets TLS ones itself
+			return nil
+		}
 	}
-	return c.nc.SetReadDeadline(rd)
+	return c.setRD(rd)
+}
+
+// setRD and setWD set the socket's deadlines and remember them. A deadline
+// that only wakes Read or Write to check the client and the exchange's
+// own deadline (non-TLS writes, reads with the client watched) is kept
+// from one exchange to the next while it is still half a check period
+// away and no later than wanted (keepDeadline): on a busy connection most
+// exchanges then update no timer. An early wake-up only costs a check.
+func (c *uconn) setRD(t time.Time) error {
+	c.rdSet = t
+	return c.nc.SetReadDeadline(t)
+}
+
+func (c *uconn) setWD(t time.Time) error {
+	c.wdSet = t
+	return c.nc.SetWriteDeadline(t)
+}
+
+func keepDeadline(cur, want, now time.Time) bool {
+	return !cur.IsZero() && !cur.After(want) && cur.Sub(now) >= clientCheckEvery/2
 }
 
 // acquire returns a connection to use until release or discard: an idle one
