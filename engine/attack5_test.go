@@ -67,7 +67,7 @@ func TestAttack5ShutdownCutsAnswerBeingWritten(t *testing.T) {
 			defer cancel()
 			done := make(chan error, 1)
 			go func() { done <- srv.ShutdownWithContext(ctx) }()
-			time.Sleep(300 * time.Millisecond) // the client reads only now
+			time.Sleep(300 * time.Millisecond)             // the client reads only now
 			c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
 			b, err := io.ReadAll(bufio.NewReader(c))
 			if !strings.HasSuffix(string(b), strings.Repeat("b", 15<<10)) {
