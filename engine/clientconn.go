@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"sync/atomic"
@@ -37,6 +38,9 @@ import (
 // it fires the read is made the ordinary way, so such a request waits
 // pipelineGuard at most.
 
+// strConnClose is how the server writes an answer's Connection: close.
+var strConnClose = []byte("\r\nConnection: close\r\n")
+
 const (
 	pipelineGuard = 100 * time.Millisecond
 	keepMax       = 16 << 10 // the server's write buffer (NewServer)
@@ -67,7 +71,9 @@ func (l clientListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return c, nil
 	}
-	return &clientConn{TCPConn: tc, rc: rc}, nil
+	cc := &clientConn{TCPConn: tc, rc: rc}
+	cc.sr.afterSend = cc.answerOut
+	return cc, nil
 }
 
 // clientConn is a client's TCP connection that can keep an answer for its
@@ -85,6 +91,14 @@ type clientConn struct {
 	setCut  bool      // ... by the server's own SetReadDeadline, after the answer was kept
 
 	sr sendRead
+
+	// Shutdown closes connections the server counts as idle, which with a
+	// kept answer may still be sending it: busy while Read holds an
+	// answer not yet all sent; a Close meanwhile only asks (closeReq), and
+	// Read closes once the answer is out (stopped: it did).
+	busy     atomic.Bool
+	closeReq atomic.Bool
+	stopped  bool
 }
 
 // armWriteBehind marks the answer being finished as complete in memory on
@@ -139,7 +153,9 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	}
 	if c.armed {
 		c.armed = false
-		if len(p) <= keepMax {
+		// An answer marked as the last is not kept: the server closes
+		// right after it, and counts the connection closed before that.
+		if len(p) <= keepMax && !bytes.Contains(p, strConnClose) {
 			b := pool.Scratch.Get()
 			b.B = append(b.B[:0], p...)
 			c.kept.Store(b)
@@ -196,10 +212,13 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	c.busy.Store(true)
 	out := c.take()
-	if out == nil { // closed meanwhile
+	if out == nil { // Close took it
+		c.busy.Store(false)
 		return c.TCPConn.Read(p)
 	}
+	c.stopped = false
 	n, unsent, sent, err := c.sr.run(c.rc, "tcp", out.B, p)
 	if !sent {
 		// The socket took part of it (a slow reader), the read deadline
@@ -218,6 +237,11 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
 		}
 		pool.Scratch.Put(out)
+		c.busy.Store(false)
+		if c.closeReq.Load() {
+			c.TCPConn.Close()
+			return 0, net.ErrClosed
+		}
 		if derr := c.restoreRD(); err == nil {
 			err = derr
 		}
@@ -227,6 +251,10 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		return c.TCPConn.Read(p)
 	}
 	pool.Scratch.Put(out)
+	if c.stopped {
+		c.TCPConn.Close()
+		return 0, net.ErrClosed
+	}
 	if err != nil && isTimeout(err) && c.cutRD && (c.wantRD.IsZero() || time.Now().Before(c.wantRD)) {
 		// The guard fired before the deadline asked for: read the
 		// ordinary way, which sees bytes a wake-up may have missed.
@@ -259,16 +287,28 @@ func (c *clientConn) CloseWrite() error {
 	return c.TCPConn.CloseWrite()
 }
 
-// Close sends a kept answer first (the server closes idle connections
-// when it shuts down), under the write deadline the server set for it,
-// from a goroutine of its own: a slow client does not hold up the closer.
+// answerOut runs inside the read pass once the kept answer is all sent:
+// it ends the pass when a Close came meanwhile.
+func (c *clientConn) answerOut() bool {
+	c.busy.Store(false)
+	if c.closeReq.Load() {
+		c.stopped = true
+		return true
+	}
+	return false
+}
+
+// Close sends a kept answer first, under the write deadline the server set
+// for it; while Read is sending one, it leaves the closing to Read, once
+// the answer is out (see busy).
 func (c *clientConn) Close() error {
+	c.closeReq.Store(true)
 	if b := c.take(); b != nil {
-		go func() {
-			c.TCPConn.Write(b.B) //nolint:errcheck // closing anyway
-			pool.Scratch.Put(b)
-			c.TCPConn.Close()
-		}()
+		c.TCPConn.Write(b.B) //nolint:errcheck // closing anyway
+		pool.Scratch.Put(b)
+		return c.TCPConn.Close()
+	}
+	if c.busy.Load() {
 		return nil
 	}
 	return c.TCPConn.Close()

@@ -17,10 +17,13 @@ type sendRead struct {
 	fn   func(fd uintptr) bool // step, made once
 	out  []byte                // still to send
 	sent bool
-	p    []byte
-	n    int
-	werr error // the write's: EAGAIN when the socket took only part
-	rerr error
+	// afterSend, when set, runs once everything is sent; true ends the
+	// pass there, without reading (run reports sent, n 0, err nil).
+	afterSend func() bool
+	p         []byte
+	n         int
+	werr      error // the write's: EAGAIN when the socket took only part
+	rerr      error
 }
 
 // run sends out, then reads into p. When sent is false, unsent is what the
@@ -67,6 +70,9 @@ func (s *sendRead) step(fd uintptr) bool {
 			}
 		}
 		s.sent = true
+		if s.afterSend != nil && s.afterSend() {
+			return true
+		}
 		return false // sent: wait for the answer
 	}
 	for {
