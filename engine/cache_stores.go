@@ -235,11 +235,7 @@ func (sh *sharedHits) addHot(key, raw []byte, now int64) {
 		hs.bytes -= len(h.raw)
 		h.raw = nil
 	}
-	need := len(raw)
-	if h == nil {
-		need += len(key)
-	}
-	if hs.bytes+need > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
+	if hs.full(len(raw), key, h == nil) {
 		for k, o := range hs.m {
 			if o.raw == nil || o.until <= now {
 				hs.bytes -= len(o.raw) + len(k)
@@ -248,9 +244,8 @@ func (sh *sharedHits) addHot(key, raw []byte, now int64) {
 		}
 		if h != nil && hs.m[string(key)] == nil {
 			h = nil // swept: kept again below only if there is room
-			need += len(key)
 		}
-		if hs.bytes+need > hotBudget/hotShards || h == nil && len(hs.m) >= hotKeys {
+		if hs.full(len(raw), key, h == nil) {
 			return
 		}
 	}
@@ -261,6 +256,15 @@ func (sh *sharedHits) addHot(key, raw []byte, now int64) {
 	}
 	h.raw, h.until = raw, now+hotHold
 	hs.bytes += len(raw)
+}
+
+// full reports whether a copy of n bytes (and key, when it is new) would
+// take the shard past its share of hotBudget or hotKeys.
+func (hs *hotShard) full(n int, key []byte, newKey bool) bool {
+	if newKey {
+		return hs.bytes+n+len(key) > hotBudget/hotShards || len(hs.m) >= hotKeys
+	}
+	return hs.bytes+n > hotBudget/hotShards
 }
 
 // drop forgets key's copy: vkp writes or deletes the key.

@@ -43,7 +43,7 @@ var strConnClose = []byte("\r\nConnection: close\r\n")
 
 const (
 	pipelineGuard = 100 * time.Millisecond
-	keepMax       = 16 << 10 // the server's write buffer (NewServer)
+	keepMax       = serverWriteBuffer // the server writes a buffered answer at most this big at once
 )
 
 // Listener returns ln whose TCP connections answer and read as above. Serve
@@ -136,11 +136,8 @@ func (c *clientConn) sendKept() error {
 	}
 	_, err := c.TCPConn.Write(b.B)
 	pool.Scratch.Put(b)
-	if c.cutRD {
-		c.cutRD = false
-		if derr := c.TCPConn.SetReadDeadline(c.wantRD); err == nil {
-			err = derr
-		}
+	if derr := c.restoreRD(); err == nil {
+		err = derr
 	}
 	return err
 }

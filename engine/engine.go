@@ -414,6 +414,10 @@ func (e *Engine) handle(x *exchange) {
 // timeouts, error mapping, request bodies streamed (read by the engine as
 // it needs them), and response headers passed through as the upstream sent
 // them.
+// serverWriteBuffer is the server's write buffer: an answer up to this
+// size leaves in one write (and can be kept by clientConn).
+const serverWriteBuffer = 16 << 10
+
 func (e *Engine) NewServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:                      e.Handle,
@@ -427,7 +431,7 @@ func (e *Engine) NewServer() *fasthttp.Server {
 		MaxRequestBodySize:           e.opts.MaxRequestBodySize,
 		StreamRequestBody:            true,
 		ReadBufferSize:               16 << 10,
-		WriteBufferSize:              16 << 10,
+		WriteBufferSize:              serverWriteBuffer,
 		DisablePreParseMultipartForm: true,
 		ReadTimeout:                  e.opts.HeaderTimeout,
 		IdleTimeout:                  e.opts.IdleTimeout,

@@ -294,11 +294,8 @@ func (c *uconn) sendThenRead(p []byte) (int, error) {
 
 // sendRest writes what sendThenRead could not send.
 func (c *uconn) sendRest() error {
-	stash := c.stash
-	c.stash = nil
-	c.deferWrite = false
-	_, err := c.Write(stash.B[c.stashOff:])
-	pool.Scratch.Put(stash)
+	_, err := c.Write(c.stash.B[c.stashOff:])
+	c.dropStash()
 	return err
 }
 
