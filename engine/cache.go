@@ -60,7 +60,7 @@ type routeCache struct {
 	prefix  []byte // "routeId#"
 	kind    string // store kind: memory, disk, redis
 	st      store.Store
-	share   *sharedHits // hits of large entries share a copy (nil: Redis)
+	share   *sharedHits // hits share the store's copies (nil: Redis)
 	async   bool        // writes go through the engine's store writer (disk, redis)
 	tmpl    *expr.Template
 	when    func(*fasthttp.RequestCtx) bool
