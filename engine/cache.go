@@ -220,9 +220,11 @@ func (rc *routeCache) serve(x *exchange, next handler) {
 			served = rc.answer(x, &ent, age, "hit", "stale")
 		case useSWR:
 			if served = rc.answer(x, &ent, age, "hit", "stale-while-revalidate"); served {
+				rc.publish(kb.B, raw, &ent)
 				rc.refreshInBackground(x, next, kb.B, pk, &ent, raw)
 			}
 		}
+		rc.publish(kb.B, raw, &ent)
 		if served {
 			rc.stats.hit.Inc()
 			rc.stats.hitBytes.Add(len(ent.body))
@@ -372,40 +374,57 @@ const (
 // extends kb with the request's Vary values and reads the variant. raw is
 // nil on a miss (or a store error, or a malformed entry).
 func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer, now int64) (e cacheEntry, raw []byte, kind int) {
-	raw, err := rc.get(kb.B, now)
-	if err != nil {
-		return e, nil, lookupMiss
-	}
-	e, err = decodeEntry(raw)
+	raw, e, err := rc.get(kb.B, now)
 	if err != nil {
 		return e, nil, lookupMiss
 	}
 	if e.kind == entryIndex {
 		kb.B = append(kb.B, 0)
 		kb.B = appendVaryValues(kb.B, e.names, &ctx.Request.Header, ctx.Request.Header.Host())
-		raw, err = rc.get(kb.B, now)
-		if err != nil {
-			return e, nil, lookupVaryMiss
-		}
-		if e, err = decodeEntry(raw); err != nil || e.kind != entryResponse {
+		raw, e, err = rc.get(kb.B, now)
+		if err != nil || e.kind != entryResponse {
 			return e, nil, lookupVaryMiss
 		}
 	}
 	return e, raw, lookupMiss
 }
 
-// get reads key's value at now (unix ns): a copy hits share (see
-// sharedHits), or the store's.
-func (rc *routeCache) get(key []byte, now int64) ([]byte, error) {
-	if raw := rc.share.get(key, now); raw != nil {
-		return raw, nil
+// get reads and decodes key's entry at now (unix ns): a copy hits share
+// (see sharedHits), or the store's. A malformed entry is an error. A hot
+// copy's response not decoded yet comes with e.pend, for publish.
+func (rc *routeCache) get(key []byte, now int64) (raw []byte, e cacheEntry, err error) {
+	raw, d, hot := rc.share.get(key, now)
+	if d != nil {
+		return raw, d.e, nil
 	}
-	epoch := rc.share.now()
-	raw, err := rc.st.Get(context.Background(), key)
-	if err == nil {
+	if raw == nil {
+		epoch := rc.share.now()
+		if raw, err = rc.st.Get(context.Background(), key); err != nil {
+			return nil, e, err
+		}
 		rc.share.add(key, raw, epoch, now)
 	}
-	return raw, err
+	if e, err = decodeEntry(raw); err != nil {
+		return nil, e, err
+	}
+	if hot {
+		d = &decodedHit{e: e}
+		if e.kind == entryIndex {
+			rc.share.decoded(key, raw, d)
+		} else {
+			e.pend = d
+		}
+	}
+	return raw, e, nil
+}
+
+// publish keeps, for the next hits of the hot copy raw of key, the entry
+// decoded and the header a full answer from it parsed (writeTo).
+func (rc *routeCache) publish(key, raw []byte, e *cacheEntry) {
+	if e.pend != nil && e.pend.e.hdr != nil {
+		rc.share.decoded(key, raw, e.pend)
+	}
+	e.pend = nil
 }
 
 // answer serves an entry: the whole response, or 304 when the client's

@@ -77,6 +77,13 @@ type cacheEntry struct {
 	vary     []byte
 	body     []byte
 	names    []byte // entryIndex: the Vary names
+
+	// hdr, when not nil, is head already parsed as writeTo parses it
+	// (a hot copy's, see decodedHit); shared and never changed.
+	hdr *fasthttp.ResponseHeader
+	// pend, when not nil, is this entry's decodedHit being built: writeTo
+	// gives it the header it parses, for the caller to publish.
+	pend *decodedHit
 }
 
 // entryMeta is what an entry's head holds besides the header lines.
@@ -276,6 +283,11 @@ type headReader struct {
 // 304 with just those header fields.
 func (e *cacheEntry) writeTo(resp *fasthttp.Response, only []string) error {
 	resp.ResetBody()
+	if only == nil && e.hdr != nil {
+		e.hdr.CopyTo(&resp.Header)
+		resp.SetBodyRaw(e.body)
+		return nil
+	}
 	head := e.head
 	var sb *pool.Buffer
 	if only != nil {
@@ -291,26 +303,52 @@ func (e *cacheEntry) writeTo(resp *fasthttp.Response, only []string) error {
 		sb.B = append(sb.B, strCRLF...)
 		head = sb.B
 	}
-	r := headReaders.Get().(*headReader)
-	r.src.Reset(head)
-	r.br.Reset(&r.src)
-	err := resp.Header.Read(r.br)
-	r.src.Reset(nil)
-	headReaders.Put(r)
+	err := parseHead(&resp.Header, head)
 	if sb != nil {
 		pool.Scratch.Put(sb)
 	}
 	if err != nil {
 		return err
 	}
-	// A block without Content-Length reads as a body delimited by the
-	// connection's close; the body's length is known here.
-	resp.Header.ResetConnectionClose()
 	if only == nil {
 		resp.Header.SetStatusCode(e.status)
+		if e.pend != nil {
+			// Taken from the response, not parsed into a blank header,
+			// so that it carries the server's settings (NoDefaultDate)
+			// that CopyTo will copy back.
+			resp.Header.CopyTo(&e.pend.hdr)
+			e.pend.e.hdr = &e.pend.hdr
+		}
 		resp.SetBodyRaw(e.body)
 	}
 	return nil
+}
+
+// parseHead sets h to a stored header block, as fasthttp parses an
+// upstream's answer.
+func parseHead(h *fasthttp.ResponseHeader, head []byte) error {
+	r := headReaders.Get().(*headReader)
+	r.src.Reset(head)
+	r.br.Reset(&r.src)
+	err := h.Read(r.br)
+	r.src.Reset(nil)
+	headReaders.Put(r)
+	if err != nil {
+		return err
+	}
+	// A block without Content-Length reads as a body delimited by the
+	// connection's close; the body's length is known when it is served.
+	h.ResetConnectionClose()
+	return nil
+}
+
+// decodedHit is a hot copy decoded once for all the hits that use it: the
+// entry, and for a response the header its first full answer parsed.
+// Never changed once published (sharedHits.decoded), so hits on any
+// goroutine read it at once.
+type decodedHit struct {
+	e   cacheEntry
+	hdr fasthttp.ResponseHeader
 }
 
 func inList(k []byte, names []string) bool {

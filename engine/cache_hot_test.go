@@ -2,11 +2,14 @@ package engine
 
 import (
 	"context"
+	"io"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/vkp-proxy/vkp/store"
 )
@@ -107,17 +110,133 @@ func TestCacheHotCopyBounds(t *testing.T) {
 	for i := range 4096 {
 		sh.add([]byte("n"+strconv.Itoa(i)), raw, sh.now(), later)
 	}
-	if got := sh.get([]byte("n4095"), later); got == nil && sh.get([]byte("n0"), later) == nil {
+	get := func(k string) []byte {
+		raw, _, _ := sh.get([]byte(k), later)
+		return raw
+	}
+	if get("n4095") == nil && get("n0") == nil {
 		t.Fatal("no new copy was kept after the old ones expired")
 	}
-	if got := sh.get([]byte("k0"), later); got != nil {
+	if get("k0") != nil {
 		t.Fatal("an expired copy was served")
 	}
 	// A write in flight between a Get and its add keeps the copy out.
 	ep := sh.now()
 	sh.drop([]byte("w"))
 	sh.add([]byte("w"), raw[:10], ep, later)
-	if sh.get([]byte("w"), later) != nil {
+	if get("w") != nil {
 		t.Fatal("a copy read before a write was kept")
+	}
+}
+
+// A hit served from a hot copy's decoded form (the header parsed once for
+// all its hits) is the same on the wire, byte for byte, as a hit parsed
+// from the store's copy: field order, spelling, repeated fields, status
+// and body; and a conditional hit still answers 304 from it.
+func TestCacheHotDecodedSameAnswer(t *testing.T) {
+	clk := newTestClock()
+	o := startScriptOrigin(t, func(r originReq) originResp {
+		return originResp{status: 203, body: "decoded once", header: []string{
+			"Date: " + clk.date(0), "x-lower: a", "Link: <a>; rel=preload", "Cache-Control: max-age=60",
+			"Link: <b>; rel=preload", "ETag: \"v1\"", "Content-Type: text/x-odd",
+		}}
+	})
+	e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory"}`, o.addr), Options{Now: clk.Now})
+	_, addr := serveEngine(t, e)
+	get := func(extra string) string {
+		t.Helper()
+		c := dialTest(t, addr)
+		if _, err := io.WriteString(c, "GET /r HTTP/1.1\r\nHost: x\r\n"+extra+"Connection: close\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	get("") // stored
+	fromStore := get("")
+	if !strings.Contains(fromStore, "Cache-Status: vkp; hit") || !strings.HasSuffix(fromStore, "decoded once") {
+		t.Fatalf("second GET is not a hit:\n%s", fromStore)
+	}
+	for i := range 3 { // the first decodes the copy, the others use it
+		if got := get(""); got != fromStore {
+			t.Fatalf("hot hit %d differs from the store's:\n%s\nwant\n%s", i, got, fromStore)
+		}
+	}
+	// The decoded copy is counted against the hot budget, and given back
+	// when the copy goes.
+	sh := e.reg.stores.sharing("memory")
+	counted := func() (bytes, decoded int) {
+		for i := range sh.hot {
+			hs := &sh.hot[i]
+			hs.mu.Lock()
+			sum := 0
+			for k, h := range hs.m {
+				sum += h.size() + len(k)
+				if h.dec != nil {
+					decoded += h.decN
+				}
+			}
+			if sum != hs.bytes {
+				t.Errorf("shard %d counts %d bytes, holds %d", i, hs.bytes, sum)
+			}
+			bytes += hs.bytes
+			hs.mu.Unlock()
+		}
+		return bytes, decoded
+	}
+	if _, d := counted(); d == 0 {
+		t.Fatal("no decoded copy counted")
+	}
+	clk.advance(time.Duration(hotHold))
+	get("") // the copy expired: read from the store again
+	if _, d := counted(); d != 0 {
+		t.Fatalf("an expired decoded copy still counted: %d", d)
+	}
+	if got := get("If-None-Match: \"v1\"\r\n"); !strings.HasPrefix(got, "HTTP/1.1 304 ") || !strings.Contains(strings.ToLower(got), "etag: \"v1\"") || strings.Contains(got, "decoded once") {
+		t.Fatalf("conditional hot hit:\n%s", got)
+	}
+	if n := o.count(); n != 1 {
+		t.Fatalf("the origin saw %d requests, want 1", n)
+	}
+}
+
+// Hits on many connections at once decode and publish a hot copy while
+// others read it (run under -race).
+func TestCacheHotDecodedConcurrent(t *testing.T) {
+	o := startScriptOrigin(t, func(r originReq) originResp {
+		return originResp{body: "shared", header: []string{"Cache-Control: max-age=60", "X-A: 1"}}
+	})
+	e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory"}`, o.addr), Options{})
+	c, _ := serveEngine(t, e)
+	do(t, c, "GET", "/r", nil)
+	errs := make(chan string, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+				req.SetRequestURI("http://" + c.Addr + "/r")
+				err := c.Do(req, resp)
+				switch {
+				case err != nil:
+					errs <- err.Error()
+					return
+				case string(resp.Body()) != "shared" || string(resp.Header.Peek("X-A")) != "1" || len(resp.Header.Peek("Date")) == 0:
+					errs <- "answer " + resp.String()
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 8 {
+		if s := <-errs; s != "" {
+			t.Fatal(s)
+		}
+	}
+	if n := o.count(); n != 1 {
+		t.Fatalf("the origin saw %d requests, want 1", n)
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -86,7 +87,9 @@ func (cs *cacheStores) close() {
 //
 //   - An entry smaller than shareMin that was just read is kept (hot) for
 //     hotHold: the hits of a popular key in that time use the copy, so
-//     the key is read from the store about once per hotHold. Hot copies
+//     the key is read from the store about once per hotHold. The first
+//     hit of a copy keeps it decoded, with the header its answer parsed
+//     (decodedHit), so the others copy a parsed header. Hot copies
 //     and their keys take at most hotBudget bytes in all, apart from the
 //     store's own size; when a shard is full, the entry is not kept.
 //   - An entry of shareMin bytes or more is remembered by a weak pointer:
@@ -123,8 +126,22 @@ type hotShard struct {
 }
 
 type hotRaw struct {
-	raw   []byte // nil once expired
-	until int64  // unix ns
+	raw   []byte      // nil once expired
+	until int64       // unix ns
+	dec   *decodedHit // raw decoded, by its first hit
+	decN  int         // what dec is counted for (decodedSize)
+}
+
+// size is what the copy takes from its shard's budget, key apart.
+func (h *hotRaw) size() int { return len(h.raw) + h.decN }
+
+// clear forgets the copy, keeping the key's place.
+func (h *hotRaw) clear() { h.raw, h.dec, h.decN = nil, nil, 0 }
+
+// decodedSize estimates the memory of a decoded copy: the parsed header
+// holds the block's bytes again, and a slice header pair per line.
+func decodedSize(d *decodedHit) int {
+	return len(d.e.head) + 64*bytes.Count(d.e.head, strCRLF)
 }
 
 const (
@@ -150,40 +167,57 @@ func (sh *sharedHits) shard(key []byte) *hotShard {
 }
 
 // get returns the live shared copy of key's entry, or nil; now is the
-// request's time (unix ns).
-func (sh *sharedHits) get(key []byte, now int64) []byte {
+// request's time (unix ns). For a hot copy, hot is true and d is the copy
+// decoded, if a hit has done that yet (see decoded).
+func (sh *sharedHits) get(key []byte, now int64) (raw []byte, d *decodedHit, hot bool) {
 	if sh == nil {
-		return nil
+		return nil, nil, false
 	}
 	hs := sh.shard(key)
 	hs.mu.Lock()
-	var raw []byte
 	if h := hs.m[string(key)]; h != nil && h.raw != nil {
 		if h.until > now {
-			raw = h.raw
+			raw, d = h.raw, h.dec
 		} else {
-			hs.bytes -= len(h.raw)
-			h.raw = nil
+			hs.bytes -= h.size()
+			h.clear()
 		}
 	}
 	hs.mu.Unlock()
 	if raw != nil {
-		return raw
+		return raw, d, true
 	}
 	if sh.n.Load() == 0 {
-		return nil
+		return nil, nil, false
 	}
 	sh.mu.Lock()
 	r, ok := sh.m[string(key)]
 	sh.mu.Unlock()
 	if !ok {
-		return nil
+		return nil, nil, false
 	}
 	p := r.p.Value()
 	if p == nil {
-		return nil
+		return nil, nil, false
 	}
-	return unsafe.Slice(p, r.n)
+	return unsafe.Slice(p, r.n), nil, false
+}
+
+// decoded keeps d, decoded from the hot copy raw of key, for the copy's
+// next hits, if raw is still key's copy. Decoding on the first hit of a
+// copy rather than on the store read keeps that work (a parse, a few
+// allocations) off keys that are read once.
+func (sh *sharedHits) decoded(key, raw []byte, d *decodedHit) {
+	hs := sh.shard(key)
+	hs.mu.Lock()
+	h := hs.m[string(key)]
+	if h != nil && h.dec == nil && len(h.raw) == len(raw) && len(raw) > 0 && &h.raw[0] == &raw[0] {
+		if n := decodedSize(d); !hs.full(n, key, false) {
+			h.dec, h.decN = d, n
+			hs.bytes += n
+		}
+	}
+	hs.mu.Unlock()
 }
 
 // now returns the epoch to pass to add after a Get.
@@ -232,13 +266,13 @@ func (sh *sharedHits) addHot(key, raw []byte, now int64) {
 	defer hs.mu.Unlock()
 	h := hs.m[string(key)]
 	if h != nil {
-		hs.bytes -= len(h.raw)
-		h.raw = nil
+		hs.bytes -= h.size()
+		h.clear()
 	}
 	if hs.full(len(raw), key, h == nil) {
 		for k, o := range hs.m {
 			if o.raw == nil || o.until <= now {
-				hs.bytes -= len(o.raw) + len(k)
+				hs.bytes -= o.size() + len(k)
 				delete(hs.m, k)
 			}
 		}
@@ -281,7 +315,7 @@ func (sh *sharedHits) drop(key []byte) {
 	hs := sh.shard(key)
 	hs.mu.Lock()
 	if h := hs.m[string(key)]; h != nil {
-		hs.bytes -= len(h.raw) + len(key)
+		hs.bytes -= h.size() + len(key)
 		delete(hs.m, string(key))
 	}
 	hs.mu.Unlock()
