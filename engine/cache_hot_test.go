@@ -137,7 +137,7 @@ func TestCacheHotDecodedSameAnswer(t *testing.T) {
 	clk := newTestClock()
 	o := startScriptOrigin(t, func(r originReq) originResp {
 		return originResp{status: 203, body: "decoded once", header: []string{
-			"Date: " + clk.date(0), "x-lower: a", "Link: <a>; rel=preload", "Cache-Control: max-age=60",
+			"Date: " + clk.date(-30*time.Second), "x-lower: a", "Link: <a>; rel=preload", "Cache-Control: max-age=60",
 			"Link: <b>; rel=preload", "ETag: \"v1\"", "Content-Type: text/x-odd",
 		}}
 	})
@@ -159,6 +159,9 @@ func TestCacheHotDecodedSameAnswer(t *testing.T) {
 	fromStore := get("")
 	if !strings.Contains(fromStore, "Cache-Status: vkp; hit") || !strings.HasSuffix(fromStore, "decoded once") {
 		t.Fatalf("second GET is not a hit:\n%s", fromStore)
+	}
+	if want := "Date: " + clk.date(-30*time.Second) + "\r\n"; !strings.Contains(fromStore, want) {
+		t.Fatalf("a hit lost the stored %q:\n%s", want, fromStore)
 	}
 	for i := range 3 { // the first decodes the copy, the others use it
 		if got := get(""); got != fromStore {
