@@ -39,7 +39,10 @@ import (
 // pipelineGuard at most.
 
 // strConnClose is how the server writes an answer's Connection: close.
-var strConnClose = []byte("\r\nConnection: close\r\n")
+var (
+	strConnClose = []byte("\r\nConnection: close\r\n")
+	strCRLFCRLF  = []byte("\r\n\r\n")
+)
 
 const (
 	pipelineGuard = 100 * time.Millisecond
@@ -85,6 +88,7 @@ type clientConn struct {
 
 	closing bool // the request being handled asked for the connection's end
 	armed   bool // the next Write is a whole answer: keep it
+	body    int  // ... whose body is this long
 	kept    atomic.Pointer[pool.Buffer]
 	wantRD  time.Time // the read deadline the server asked for last
 	cutRD   bool      // the socket's read deadline is cut to pipelineGuard
@@ -109,6 +113,10 @@ func armWriteBehind(ctx *fasthttp.RequestCtx) {
 	if cc, ok := ctx.Conn().(*clientConn); ok && !cc.closing && !ctx.Hijacked() &&
 		!ctx.Response.IsBodyStream() && !ctx.Response.ConnectionClose() {
 		cc.armed = true
+		cc.body = len(ctx.Response.Body())
+		if ctx.Response.SkipBody || ctx.Request.Header.IsHead() {
+			cc.body = 0
+		}
 	}
 }
 
@@ -152,7 +160,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 		c.armed = false
 		// An answer marked as the last is not kept: the server closes
 		// right after it, and counts the connection closed before that.
-		if len(p) <= keepMax && !bytes.Contains(p, strConnClose) {
+		if len(p) <= keepMax && !bytes.Contains(answerHead(p, c.body), strConnClose) {
 			b := pool.Scratch.Get()
 			b.B = append(b.B[:0], p...)
 			c.kept.Store(b)
@@ -160,6 +168,16 @@ func (c *clientConn) Write(p []byte) (int, error) {
 		}
 	}
 	return c.TCPConn.Write(p)
+}
+
+// answerHead returns the header block of p when p is one answer with a
+// body of n bytes, else all of p: the part the server could have marked
+// Connection: close.
+func answerHead(p []byte, n int) []byte {
+	if i := bytes.Index(p, strCRLFCRLF); i >= 0 && i+4+n == len(p) {
+		return p[:i+2]
+	}
+	return p
 }
 
 // SetReadDeadline records the deadline the server asks for, which a kept

@@ -169,3 +169,19 @@ func TestClientConnAnswerSentWhenReadDeadlinePassed(t *testing.T) {
 	br := bufio.NewReader(c)
 	readAnswer(t, br, "answer /a")
 }
+
+// answerHead narrows the search for the server's Connection: close to the
+// header block only when the bytes are exactly one answer.
+func TestAnswerHead(t *testing.T) {
+	one := "HTTP/1.1 200 OK\r\nContent-Length: 24\r\n\r\n\r\nConnection: close\r\nabc"
+	if got := string(answerHead([]byte(one), 24)); got != "HTTP/1.1 200 OK\r\nContent-Length: 24\r\n" {
+		t.Fatalf("one answer: %q", got)
+	}
+	two := "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\ny"
+	if got := string(answerHead([]byte(two), 1)); got != two {
+		t.Fatalf("two answers: %q", got)
+	}
+	if got := string(answerHead([]byte("HTTP/1.1 200 OK\r\n"), 0)); got != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("no blank line: %q", got)
+	}
+}
