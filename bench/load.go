@@ -49,10 +49,15 @@ type LoadConfig struct {
 
 	Progress io.Writer         // one line per second; nil for none
 	Dial     fasthttp.DialFunc // nil for TCP; tests pass an in-memory listener's Dial
+
+	// Tool is toolWrk to run the load with wrk where it can (wrkFits);
+	// otherwise, and by default, the Go client below.
+	Tool string
 }
 
 // LoadResult is the outcome of one load run.
 type LoadResult struct {
+	Tool      string // toolGo or toolWrk
 	Mode      string // "closed" or "open"
 	Elapsed   time.Duration
 	Started   int64            // requests started
@@ -171,6 +176,9 @@ func classify(err error) string {
 // for the requests in flight) and in count (MaxRequests). Cancelling ctx
 // stops starting new requests.
 func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
+	if cfg.Tool == toolWrk && wrkFits(&cfg) {
+		return runWrk(ctx, cfg)
+	}
 	if cfg.Conns <= 0 {
 		return nil, errors.New("bench: conns must be > 0")
 	}
@@ -331,6 +339,7 @@ func RunLoad(ctx context.Context, cfg LoadConfig) (*LoadResult, error) {
 	stopProgress()
 
 	res := &LoadResult{
+		Tool:      toolGo,
 		Mode:      "closed",
 		Elapsed:   elapsed,
 		Started:   st.started.Load(),

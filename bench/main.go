@@ -82,9 +82,15 @@ func newApp() *cli.App {
 					&cli.Float64Flag{Name: "rate", Usage: "requests/s; > 0 selects the open loop"},
 					&cli.Int64Flag{Name: "max-requests", Usage: "bound on requests started; 0: from duration"},
 					&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "per request"},
+					&cli.StringFlag{Name: "load", Value: "go", Usage: "go (the built-in client) or wrk (closed-loop GETs without bodies; no body check)"},
 				},
 				Action: func(c *cli.Context) error {
+					tool, err := loadTool(c.String("load"))
+					if err != nil {
+						return err
+					}
 					res, err := RunLoad(c.Context, LoadConfig{
+						Tool:  tool,
 						Label: c.String("addr"), Addr: c.String("addr"), Method: c.String("method"),
 						Path: c.String("path"), BodySize: c.Int("body-size"),
 						ExpectStatus: c.Int("expect-status"), ExpectBodySize: c.Int("expect-size"),
@@ -113,6 +119,7 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "open-conns", Value: 256, Usage: "open-loop maximum requests in flight"},
 					&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "per request"},
 					&cli.IntFlag{Name: "workers", Value: runtime.NumCPU(), Usage: "nginx worker_processes and HAProxy nbthread (vkp: GOMAXPROCS)"},
+					&cli.StringFlag{Name: "load", Value: "auto", Usage: "what drives closed-loop GETs without bodies: wrk, go (the built-in client) or auto (wrk when installed); the rest always uses the built-in client"},
 					&cli.IntFlag{Name: "rounds", Value: 1, Usage: "measure each scenario this many times, proxies alternating (vkp, peer, vkp, peer, ...); with 2 or more a table of medians follows"},
 					&cli.StringFlag{Name: "out", Usage: "also write the report to this file"},
 				},
@@ -133,7 +140,12 @@ func runCommand(c *cli.Context) error {
 			peers = append(peers, p)
 		}
 	}
+	tool, err := loadTool(c.String("load"))
+	if err != nil {
+		return err
+	}
 	cfg := RunConfig{
+		Load:      tool,
 		Scenarios: scs, Peers: peers, VKP: c.String("vkp"), Baseline: c.String("baseline"),
 		Duration: c.Duration("duration"), Warmup: c.Duration("warmup"),
 		Conns: c.Int("conns"), Rate: c.Float64("rate"), OpenConns: c.Int("open-conns"),
@@ -191,6 +203,9 @@ func writeHeader(w io.Writer, cfg RunConfig, start time.Time) {
 		fmt.Fprintf(w, "; traefik %s", strings.Join(strings.Fields(toolVersion("traefik", "version")), " "))
 	}
 	fmt.Fprint(w, ". ")
+	if cfg.Load == toolWrk {
+		fmt.Fprintf(w, "Closed-loop GETs driven by %s (`wrk -t1`), the rest by the built-in client. ", toolVersion("wrk", "-v"))
+	}
 	fmt.Fprintf(w, "Closed loop: %d connections; open loop: %g req/s, up to %d in flight; %s measured after %s warm-up per cell; %d workers per proxy; took %s.\n\n",
 		cfg.Conns, cfg.Rate, cfg.OpenConns, cfg.Duration, cfg.Warmup, cfg.Workers, time.Since(start).Round(time.Second))
 }

@@ -28,6 +28,7 @@ type RunConfig struct {
 	Timeout   time.Duration // per request
 	Workers   int           // nginx worker_processes, HAProxy nbthread
 	Rounds    int           // each scenario is measured this many times, proxies alternating
+	Load      string        // toolGo or toolWrk: what drives the measured closed-loop GETs (loadTool)
 	Log       io.Writer     // progress and notes (stderr)
 }
 
@@ -291,6 +292,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 		Conns:          cfg.Conns,
 		Timeout:        cfg.Timeout,
 		Stream:         sc.Stream,
+		Tool:           cfg.Load,
 	}
 	if sc.Conns > 0 {
 		lc.Conns = sc.Conns
@@ -300,7 +302,8 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	}
 	if cfg.Warmup > 0 && !sc.Cold {
 		warm := lc
-		warm.Label, warm.Duration = lc.Label+" (warm-up)", cfg.Warmup
+		// The Go client checks every body, which wrk does not.
+		warm.Label, warm.Duration, warm.Tool = lc.Label+" (warm-up)", cfg.Warmup, toolGo
 		if _, err := RunLoad(ctx, warm); err != nil {
 			return err
 		}
