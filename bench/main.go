@@ -119,7 +119,7 @@ func newApp() *cli.App {
 					&cli.IntFlag{Name: "open-conns", Value: 256, Usage: "open-loop maximum requests in flight"},
 					&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "per request"},
 					&cli.IntFlag{Name: "workers", Value: runtime.NumCPU(), Usage: "nginx worker_processes and HAProxy nbthread (vkp: GOMAXPROCS)"},
-					&cli.StringFlag{Name: "load", Value: "auto", Usage: "what drives closed-loop GETs without bodies: wrk, go (the built-in client) or auto (wrk when installed); the rest always uses the built-in client"},
+					&cli.StringFlag{Name: "load", Value: "go", Usage: "what drives closed-loop GETs without bodies: go (the built-in client, which checks every body), wrk (`wrk -t1`) or auto (wrk when installed); the rest always uses the built-in client"},
 					&cli.IntFlag{Name: "rounds", Value: 1, Usage: "measure each scenario this many times, proxies alternating (vkp, peer, vkp, peer, ...); with 2 or more a table of medians follows"},
 					&cli.StringFlag{Name: "out", Usage: "also write the report to this file"},
 				},

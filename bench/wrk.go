@@ -15,13 +15,15 @@ import (
 	"time"
 )
 
-// Closed-loop GETs can be driven by wrk instead of the Go client: on two
-// cores the load generator shares the CPUs with the proxy it measures,
-// and the Go client (fasthttp's HostClient, a goroutine per connection)
-// spends more CPU per request than either proxy does on a cache hit, which
-// pulls every rps ratio toward 1. wrk (one thread, epoll) spends about
-// two thirds of that. It does not check bodies: the Go client's warm-up
-// before each cell does.
+// Closed-loop GETs can be driven by wrk (--load wrk) instead of the Go
+// client. On two cores the load generator shares the CPUs with the proxy
+// it measures, and how it shares them moves the ratios: the Go client
+// (fasthttp's HostClient, a goroutine per connection) spends about 28 us
+// of CPU per cache hit it asks for, wrk -t1 (one thread, epoll) about 17,
+// but one busy wrk thread next to a proxy's two busy workers makes both
+// proxies pay more per request, vkp more than nginx (BENCHMARKS.md). wrk
+// does not check bodies: the Go client's warm-up before each cell does.
+// The default stays the Go client, which every earlier number used.
 
 // Load tools.
 const (

@@ -143,6 +143,8 @@ func serveCommand(code *int) *ucli.Command {
 			configFlag,
 			&ucli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, EnvVars: []string{"VKP_LISTEN"},
 				Usage: "address to listen on, replacing the config's Listen section (repeatable; default " + engine.DefaultListenAddress + " when the config has none)"},
+			&ucli.BoolFlag{Name: "reuse-port", EnvVars: []string{"VKP_REUSE_PORT"},
+				Usage: "listen with SO_REUSEPORT (Linux): several vkp processes share the addresses, the kernel spreading connections among them (one per core with GOMAXPROCS=1, or an old and a new binary during an upgrade); each keeps its own budgets and cache"},
 			&ucli.StringFlag{Name: "max-request-body", EnvVars: []string{"VKP_MAX_REQUEST_BODY"}, Value: "64MiB",
 				Usage: "largest request body accepted; bigger ones get 413 (bytes, or with KiB/MiB/GiB)"},
 			&ucli.DurationFlag{Name: "grace", EnvVars: []string{"VKP_GRACE"}, Value: 30 * time.Second,
@@ -393,8 +395,15 @@ func serve(c *ucli.Context) error {
 			ln.Close()
 		}
 	}
+	lc := net.ListenConfig{}
+	if c.Bool("reuse-port") {
+		if reusePort == nil {
+			return fmt.Errorf("%w: --reuse-port: not supported on this system", errUsage)
+		}
+		lc.Control = reusePort
+	}
 	for _, a := range addrs {
-		ln, err := net.Listen("tcp", a)
+		ln, err := lc.Listen(context.Background(), "tcp", a)
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("listen %s: %w", a, err)
