@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"sync"
+
 	"github.com/valyala/bytebufferpool"
 )
 
@@ -9,8 +11,13 @@ type Buffer = bytebufferpool.ByteBuffer
 
 // Pool hands out *Buffer values and refuses to keep giants.
 // The zero value is not usable; build one with New.
+//
+// Buffers are kept in a sync.Pool (per P), not bytebufferpool's Pool:
+// that one counts every Put in shared atomic counters for its size
+// calibration, a cache line the CPUs pass back and forth on every
+// request; the limit here does what its calibration is for.
 type Pool struct {
-	p     bytebufferpool.Pool
+	p     sync.Pool
 	limit int
 	large *reserve // nil: large buffers go to p like the others
 }
@@ -31,7 +38,12 @@ func NewKeeping(limit, keep, slab int) *Pool {
 }
 
 // Get returns an empty buffer owned by the caller.
-func (p *Pool) Get() *Buffer { return p.p.Get() }
+func (p *Pool) Get() *Buffer {
+	if b, ok := p.p.Get().(*Buffer); ok {
+		return b
+	}
+	return &Buffer{}
+}
 
 // Put returns b to the pool. b must not be used afterwards. Buffers above the
 // size limit are left to the garbage collector.
@@ -45,6 +57,7 @@ func (p *Pool) Put(b *Buffer) {
 	if p.large != nil && cap(b.B) >= 1<<largeMinShift && p.large.put(b) {
 		return
 	}
+	b.B = b.B[:0]
 	p.p.Put(b)
 }
 

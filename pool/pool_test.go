@@ -97,3 +97,16 @@ func TestLargeSlab(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkScratchParallel is a Get and Put of a scratch buffer on every
+// CPU at once, as requests do.
+func BenchmarkScratchParallel(b *testing.B) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			buf := Scratch.Get()
+			buf.B = append(buf.B, "GET example.com/path"...)
+			Scratch.Put(buf)
+		}
+	})
+}
