@@ -36,6 +36,9 @@ type fetch struct {
 	staleRaw    []byte
 	revalidated bool // validators of the stale cacheEntry were sent
 	bg          bool // a background refresh: there is no client to answer
+	// the response header's settings from the server, for a stale answer
+	// (see answerStale); nil when there is no stale entry to answer with
+	srv *fasthttp.ResponseHeader
 
 	e      *Engine
 	fl     *fill
@@ -62,6 +65,10 @@ func (f *fetch) run(next handler) {
 			h.SetBytesV("If-Modified-Since", lm)
 		}
 		f.revalidated = true
+	}
+	if f.staleRaw != nil && !f.bg {
+		f.srv = new(fasthttp.ResponseHeader)
+		x.ctx.Response.Header.CopyTo(f.srv)
 	}
 	reqTime := f.e.wallNow()
 	next(x)
@@ -101,7 +108,7 @@ func (f *fetch) complete(reqTime int64) {
 		// gets the stored one.
 		f.finish(nil, false)
 		if !f.bg {
-			f.rc.answerOrFail(x, &f.stale, f.stale.currentAge(respTime), "fwd=stale; fwd-status=304", "not-updated")
+			f.answerStale(respTime, "fwd=stale; fwd-status=304", "not-updated")
 		}
 		return
 	}
@@ -110,7 +117,7 @@ func (f *fetch) complete(reqTime int64) {
 		if !f.bg {
 			var sb [48]byte
 			fs := strconv.AppendInt(append(sb[:0], "fwd=stale; fwd-status="...), int64(status), 10)
-			f.rc.answerOrFail(x, &f.stale, f.stale.currentAge(respTime), b2s(fs), "stale-if-error")
+			f.answerStale(respTime, b2s(fs), "stale-if-error")
 		}
 		return
 	}
@@ -173,6 +180,20 @@ func (f *fetch) complete(reqTime int64) {
 	raw = append(raw, body...)
 	f.status(rh, "; stored", "")
 	f.store(raw, &m, ri.vary, nil)
+}
+
+// answerStale answers with the stale entry instead of the upstream's
+// answer. That answer (or the error put in its place) may have reset the
+// response header, which drops the server's settings: without NoDefaultDate
+// the server's Date would replace the stored one, without
+// NoDefaultContentType a Content-Type would be invented. A hit has them,
+// whether its header is parsed or copied from a hot copy's decoded one
+// (which carries them), so the stale answer gets them back first.
+func (f *fetch) answerStale(respTime int64, cs, detail string) {
+	if f.srv != nil {
+		f.srv.CopyTo(&f.x.ctx.Response.Header)
+	}
+	f.rc.answerOrFail(f.x, &f.stale, f.stale.currentAge(respTime), cs, detail)
 }
 
 // status adds the Cache-Status of a forwarded request.
