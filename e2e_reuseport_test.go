@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +21,8 @@ import (
 func TestE2EReusePort(t *testing.T) {
 	dest := origin(t, e2eOrigin)
 	cfg := e2eConfig(dest)
-	old := startVKP(t, cfg, "--reuse-port", "--grace", "5s")
+	admin := freeAddr(t)
+	old := startVKP(t, cfg, "--reuse-port", "--grace", "5s", "--admin", admin)
 	addr := old.addr
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -34,7 +36,15 @@ func TestE2EReusePort(t *testing.T) {
 		t.Fatalf("a second vkp without --reuse-port: %v\n%s", err, out)
 	}
 
-	next := startVKP(t, cfg, "--reuse-port", "--listen", addr)
+	// The admin listener never takes the proxy's own address, with the
+	// flag either.
+	out, err = exec.CommandContext(ctx, vkpBinary(t), "serve", "--config", path, "--reuse-port", "--listen", addr, "--admin", addr).CombinedOutput()
+	if code := exitCode(err); code != 2 || !strings.Contains(string(out), "never shares the proxy's address") {
+		t.Fatalf("--admin on the proxy's address with --reuse-port: exit %d\n%s", code, out)
+	}
+
+	// The next binary shares the admin address as well.
+	next := startVKP(t, cfg, "--reuse-port", "--listen", addr, "--admin", admin)
 	for i := range 20 {
 		if code, body := get(t, addr, "/api/x", ""); code != 200 || body != "GET /api/x 0" {
 			t.Fatalf("request %d with both running: %d %q", i, code, body)
@@ -57,4 +67,18 @@ func TestE2EReusePort(t *testing.T) {
 			t.Fatalf("request %d after the old one stopped: %d %q\n%s", i, code, body, next.log())
 		}
 	}
+	if code, _ := get(t, admin, "/healthz", ""); code != 200 {
+		t.Fatalf("the next vkp's admin listener: %d", code)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

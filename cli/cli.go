@@ -414,7 +414,18 @@ func serve(c *ucli.Context) error {
 	var ready atomic.Bool
 	var admin *fasthttp.Server
 	if a := c.String("admin"); a != "" {
-		aln, err := net.Listen("tcp", a)
+		// With --reuse-port the admin address is shared too, so that the
+		// next binary can start next to this one; it still never shares
+		// the proxy's own address.
+		aln, err := lc.Listen(context.Background(), "tcp", a)
+		if err == nil {
+			for _, ln := range lns {
+				if sameBind(ln.Addr(), aln.Addr()) {
+					aln.Close()
+					err = errors.New("it is a proxy address")
+				}
+			}
+		}
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("%w: --admin %s: %v (the admin listener never shares the proxy's address)", errUsage, a, err)
@@ -528,4 +539,15 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// sameBind reports whether two TCP listeners take the same connections: one
+// port, and one address or either the wildcard.
+func sameBind(a, b net.Addr) bool {
+	ta, ok1 := a.(*net.TCPAddr)
+	tb, ok2 := b.(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return a.String() == b.String()
+	}
+	return ta.Port == tb.Port && (ta.IP.Equal(tb.IP) || ta.IP.IsUnspecified() || tb.IP.IsUnspecified())
 }

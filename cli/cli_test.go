@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,6 +63,30 @@ func TestRedisAddr(t *testing.T) {
 	for _, in := range []string{"password=x", "h:1,defaultDatabase=two"} {
 		if _, err := redisAddr(in); err == nil {
 			t.Errorf("%q: no error", in)
+		}
+	}
+}
+
+func TestSameBind(t *testing.T) {
+	a := func(s string) net.Addr {
+		ap, err := net.ResolveTCPAddr("tcp", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ap
+	}
+	for _, tt := range []struct {
+		x, y string
+		want bool
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:8080", true},
+		{"0.0.0.0:8080", "127.0.0.1:8080", true},
+		{"127.0.0.1:8080", "[::]:8080", true},
+		{"127.0.0.1:8080", "127.0.0.2:8080", false},
+		{"127.0.0.1:8080", "127.0.0.1:8081", false},
+	} {
+		if got := sameBind(a(tt.x), a(tt.y)); got != tt.want {
+			t.Errorf("sameBind(%s, %s) = %v", tt.x, tt.y, got)
 		}
 	}
 }
