@@ -99,7 +99,7 @@ func (f *fetch) complete(reqTime int64) {
 				if f.rq.has(ccNoStore) {
 					cs = "fwd=stale; fwd-status=304"
 				}
-				f.rc.answerOrFail(x, &ent, ent.currentAge(respTime), cs, "")
+				f.answerWith(&ent, respTime, cs, "")
 			}
 			return
 		}
@@ -189,11 +189,16 @@ func (f *fetch) complete(reqTime int64) {
 // NoDefaultContentType a Content-Type would be invented. A hit has them,
 // whether its header is parsed or copied from a hot copy's decoded one
 // (which carries them), so the stale answer gets them back first.
+// The entry a 304 refreshed is answered the same way (answerWith).
 func (f *fetch) answerStale(respTime int64, cs, detail string) {
+	f.answerWith(&f.stale, respTime, cs, detail)
+}
+
+func (f *fetch) answerWith(e *cacheEntry, respTime int64, cs, detail string) {
 	if f.srv != nil {
 		f.srv.CopyTo(&f.x.ctx.Response.Header)
 	}
-	f.rc.answerOrFail(f.x, &f.stale, f.stale.currentAge(respTime), cs, detail)
+	f.rc.answerOrFail(f.x, e, e.currentAge(respTime), cs, detail)
 }
 
 // status adds the Cache-Status of a forwarded request.

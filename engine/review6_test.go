@@ -2,13 +2,14 @@ package engine
 
 import (
 	"fmt"
-	"github.com/valyala/fasthttp"
 	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // rawGet sends one request on a fresh connection and returns the answer's
@@ -42,6 +43,9 @@ func TestReview6StaleAnswerDecodedSameAsParsed(t *testing.T) {
 		// The upstream fails: the error answer (a Reset response) is
 		// replaced by the stale entry.
 		{"failed", originResp{body: "truncated", cut: 2}, "detail=stale-if-error"},
+		// A 304 about the stored response, without Date, refreshes it:
+		// the refreshed entry is answered as a hit is.
+		{"refreshed", originResp{status: 304, header: []string{"ETag: \"v1\""}}, "fwd-status=304; stored"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newTestClock()
