@@ -171,31 +171,12 @@ func TestCacheHotDecodedSameAnswer(t *testing.T) {
 	// The decoded copy is counted against the hot budget, and given back
 	// when the copy goes.
 	sh := e.reg.stores.sharing("memory")
-	counted := func() (bytes, decoded int) {
-		for i := range sh.hot {
-			hs := &sh.hot[i]
-			hs.mu.Lock()
-			sum := 0
-			for k, h := range hs.m {
-				sum += h.size() + len(k)
-				if h.dec != nil {
-					decoded += h.decN
-				}
-			}
-			if sum != hs.bytes {
-				t.Errorf("shard %d counts %d bytes, holds %d", i, hs.bytes, sum)
-			}
-			bytes += hs.bytes
-			hs.mu.Unlock()
-		}
-		return bytes, decoded
-	}
-	if _, d := counted(); d == 0 {
+	if _, d := hotCounted(t, sh); d == 0 {
 		t.Fatal("no decoded copy counted")
 	}
 	clk.advance(time.Duration(hotHold))
 	get("") // the copy expired: read from the store again
-	if _, d := counted(); d != 0 {
+	if _, d := hotCounted(t, sh); d != 0 {
 		t.Fatalf("an expired decoded copy still counted: %d", d)
 	}
 	if got := get("If-None-Match: \"v1\"\r\n"); !strings.HasPrefix(got, "HTTP/1.1 304 ") || !strings.Contains(strings.ToLower(got), "etag: \"v1\"") || strings.Contains(got, "decoded once") {
@@ -242,4 +223,28 @@ func TestCacheHotDecodedConcurrent(t *testing.T) {
 	if n := o.count(); n != 1 {
 		t.Fatalf("the origin saw %d requests, want 1", n)
 	}
+}
+
+// hotCounted checks that each hot shard's byte count is what it holds and
+// returns the bytes of all shards and those of the decoded copies among
+// them.
+func hotCounted(t *testing.T, sh *sharedHits) (bytes, decoded int) {
+	t.Helper()
+	for i := range sh.hot {
+		hs := &sh.hot[i]
+		hs.mu.Lock()
+		sum := 0
+		for k, h := range hs.m {
+			sum += h.size() + len(k)
+			if h.dec != nil {
+				decoded += h.decN
+			}
+		}
+		if sum != hs.bytes {
+			t.Errorf("shard %d counts %d bytes, holds %d", i, hs.bytes, sum)
+		}
+		bytes += hs.bytes
+		hs.mu.Unlock()
+	}
+	return bytes, decoded
 }

@@ -169,22 +169,6 @@ func TestReview6HotDecodedMixedConcurrent(t *testing.T) {
 			t.Fatal(s)
 		}
 	}
-	sh := e.reg.stores.sharing("memory")
-	decoded := 0
-	for i := range sh.hot {
-		hs := &sh.hot[i]
-		hs.mu.Lock()
-		sum := 0
-		for k, h := range hs.m {
-			sum += h.size() + len(k)
-			if h.dec != nil {
-				decoded++
-			}
-		}
-		if sum != hs.bytes {
-			t.Errorf("shard %d counts %d bytes, holds %d", i, hs.bytes, sum)
-		}
-		hs.mu.Unlock()
-	}
-	t.Logf("origin requests %d, decoded copies %d", n.Load(), decoded)
+	_, decoded := hotCounted(t, e.reg.stores.sharing("memory"))
+	t.Logf("origin requests %d, decoded bytes %d", n.Load(), decoded)
 }
