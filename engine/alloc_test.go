@@ -235,6 +235,22 @@ func TestCacheHitAllocations(t *testing.T) {
 		t.Fatalf("a cache hit read from the store allocates %.2f times, the store's Get %.2f: the engine adds %.2f", n, storeAllocs, n-storeAllocs)
 	}
 	t.Logf("a memory cache hit read from the store allocates %.0f times, all in the store's Get", n)
+	// A conditional hit (a 304) allocates nothing either, also when it is
+	// the first hit of a hot copy (which a full answer would decode).
+	cond := &fasthttp.Request{}
+	tmpl.CopyTo(cond)
+	cond.Header.Set("If-None-Match", `"x"`)
+	n = testing.AllocsPerRun(50, func() { // 50 s more: the entry stays fresh
+		clock = clock.Add(time.Duration(hotHold)) // a new hot copy each time
+		proxiedGET(e, ctx, cond)                  // read from the store
+		proxiedGET(e, ctx, cond)                  // the copy's first hit
+	})
+	if ctx.Response.StatusCode() != fasthttp.StatusNotModified {
+		t.Fatalf("conditional GET: %d", ctx.Response.StatusCode())
+	}
+	if n > storeAllocs {
+		t.Fatalf("a store read and a hot copy's first hit, both 304s, allocate %.2f times, the store's Get %.2f", n, storeAllocs)
+	}
 }
 
 // With the access log on but sampled out (a rule keeping none of

@@ -391,7 +391,7 @@ func (rc *routeCache) lookup(ctx *fasthttp.RequestCtx, kb *pool.Buffer, now int6
 
 // get reads and decodes key's entry at now (unix ns): a copy hits share
 // (see sharedHits), or the store's. A malformed entry is an error. A hot
-// copy's response not decoded yet comes with e.pend, for publish.
+// copy's response not decoded yet comes with e.capture set (publish).
 func (rc *routeCache) get(key []byte, now int64) (raw []byte, e cacheEntry, err error) {
 	raw, d, hot := rc.share.get(key, now)
 	if d != nil {
@@ -408,11 +408,10 @@ func (rc *routeCache) get(key []byte, now int64) (raw []byte, e cacheEntry, err 
 		return nil, e, err
 	}
 	if hot {
-		d = &decodedHit{e: e}
 		if e.kind == entryIndex {
-			rc.share.decoded(key, raw, d)
+			rc.share.decoded(key, raw, &decodedHit{e: e})
 		} else {
-			e.pend = d
+			e.capture = true
 		}
 	}
 	return raw, e, nil
@@ -421,10 +420,10 @@ func (rc *routeCache) get(key []byte, now int64) (raw []byte, e cacheEntry, err 
 // publish keeps, for the next hits of the hot copy raw of key, the entry
 // decoded and the header a full answer from it parsed (writeTo).
 func (rc *routeCache) publish(key, raw []byte, e *cacheEntry) {
-	if e.pend != nil && e.pend.e.hdr != nil {
+	if e.pend != nil {
 		rc.share.decoded(key, raw, e.pend)
 	}
-	e.pend = nil
+	e.pend, e.capture = nil, false
 }
 
 // answer serves an entry: the whole response, or 304 when the client's

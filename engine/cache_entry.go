@@ -81,9 +81,11 @@ type cacheEntry struct {
 	// hdr, when not nil, is head already parsed as writeTo parses it
 	// (a hot copy's, see decodedHit); shared and never changed.
 	hdr *fasthttp.ResponseHeader
-	// pend, when not nil, is this entry's decodedHit being built: writeTo
-	// gives it the header it parses, for the caller to publish.
-	pend *decodedHit
+	// capture asks writeTo to keep, in pend, the entry with the header a
+	// full answer parsed: a hot copy not decoded yet (see publish). Built
+	// only then, so answers that never need it (304s) allocate nothing.
+	capture bool
+	pend    *decodedHit
 }
 
 // entryMeta is what an entry's head holds besides the header lines.
@@ -312,12 +314,15 @@ func (e *cacheEntry) writeTo(resp *fasthttp.Response, only []string) error {
 	}
 	if only == nil {
 		resp.Header.SetStatusCode(e.status)
-		if e.pend != nil {
+		if e.capture && e.pend == nil {
 			// Taken from the response, not parsed into a blank header,
 			// so that it carries the server's settings (NoDefaultDate)
 			// that CopyTo will copy back.
-			resp.Header.CopyTo(&e.pend.hdr)
-			e.pend.e.hdr = &e.pend.hdr
+			d := &decodedHit{e: *e}
+			d.e.capture = false
+			resp.Header.CopyTo(&d.hdr)
+			d.e.hdr = &d.hdr
+			e.pend = d
 		}
 		resp.SetBodyRaw(e.body)
 	}
