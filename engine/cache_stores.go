@@ -130,18 +130,23 @@ type hotRaw struct {
 	until int64       // unix ns
 	dec   *decodedHit // raw decoded, by its first hit
 	decN  int         // what dec is counted for (decodedSize)
+	// noDec: the shard had no room for dec; later hits parse raw as a
+	// store read's does instead of each building a decoded form that
+	// would be refused again
+	noDec bool
 }
 
 // size is what the copy takes from its shard's budget, key apart.
 func (h *hotRaw) size() int { return len(h.raw) + h.decN }
 
 // clear forgets the copy, keeping the key's place.
-func (h *hotRaw) clear() { h.raw, h.dec, h.decN = nil, nil, 0 }
+func (h *hotRaw) clear() { h.raw, h.dec, h.decN, h.noDec = nil, nil, 0, false }
 
-// decodedSize estimates the memory of a decoded copy: the parsed header
-// holds the block's bytes again, and a slice header pair per line.
+// decodedSize estimates the memory of a decoded copy: the decodedHit
+// itself (a variant index's too, which has no header), and the parsed
+// header holds the block's bytes again, and a slice header pair per line.
 func decodedSize(d *decodedHit) int {
-	return len(d.e.head) + 64*bytes.Count(d.e.head, strCRLF)
+	return int(unsafe.Sizeof(*d)) + len(d.e.head) + 64*bytes.Count(d.e.head, strCRLF)
 }
 
 const (
@@ -167,8 +172,9 @@ func (sh *sharedHits) shard(key []byte) *hotShard {
 }
 
 // get returns the live shared copy of key's entry, or nil; now is the
-// request's time (unix ns). For a hot copy, hot is true and d is the copy
-// decoded, if a hit has done that yet (see decoded).
+// request's time (unix ns). For a hot copy, d is the copy decoded, if a
+// hit has done that yet (see decoded), and hot is true while that may
+// still be done.
 func (sh *sharedHits) get(key []byte, now int64) (raw []byte, d *decodedHit, hot bool) {
 	if sh == nil {
 		return nil, nil, false
@@ -177,7 +183,7 @@ func (sh *sharedHits) get(key []byte, now int64) (raw []byte, d *decodedHit, hot
 	hs.mu.Lock()
 	if h := hs.m[string(key)]; h != nil && h.raw != nil {
 		if h.until > now {
-			raw, d = h.raw, h.dec
+			raw, d, hot = h.raw, h.dec, !h.noDec
 		} else {
 			hs.bytes -= h.size()
 			h.clear()
@@ -185,7 +191,7 @@ func (sh *sharedHits) get(key []byte, now int64) (raw []byte, d *decodedHit, hot
 	}
 	hs.mu.Unlock()
 	if raw != nil {
-		return raw, d, true
+		return raw, d, hot
 	}
 	if sh.n.Load() == 0 {
 		return nil, nil, false
@@ -215,6 +221,8 @@ func (sh *sharedHits) decoded(key, raw []byte, d *decodedHit) {
 		if n := decodedSize(d); !hs.full(n, key, false) {
 			h.dec, h.decN = d, n
 			hs.bytes += n
+		} else {
+			h.noDec = true
 		}
 	}
 	hs.mu.Unlock()
