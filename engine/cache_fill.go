@@ -236,10 +236,15 @@ func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) [
 	}
 	hb := pool.Scratch.Get()
 	defer pool.Scratch.Put(hb)
+	// A 304 without Date is dated when it arrived (RFC 9110 section
+	// 6.6.1), as a stored response without one is (complete): that Date
+	// replaces the stored one, else the refreshed entry would be as old
+	// as the stored Date says, stale again at once.
+	noDate := len(h.Peek("Date")) == 0
 	for hd := old.hdrs; len(hd) > 0; {
 		var k, v []byte
 		k, v, hd = nextField(hd)
-		if len(h.Peek(b2s(k))) > 0 && updatable(k) {
+		if len(h.Peek(b2s(k))) > 0 && updatable(k) || noDate && asciiEqualFold(k, "Date") {
 			continue
 		}
 		hb.B = appendField(hb.B, k, v)
@@ -248,6 +253,10 @@ func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) [
 		if updatable(k) && storedHeader(k) {
 			hb.B = appendField(hb.B, k, v)
 		}
+	}
+	if noDate {
+		var db [32]byte
+		hb.B = appendField(hb.B, strDate, appendHTTPDate(db[:0], time.Unix(0, respTime)))
 	}
 	// The merged fields decide the new freshness; the 304's Date and Age
 	// the new age.
