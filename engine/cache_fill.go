@@ -67,13 +67,21 @@ func (f *fetch) run(next handler) {
 		f.revalidated = true
 	}
 	if f.staleRaw != nil && !f.bg {
-		f.srv = new(fasthttp.ResponseHeader)
+		f.srv = srvHeaders.Get().(*fasthttp.ResponseHeader)
 		x.ctx.Response.Header.CopyTo(f.srv)
 	}
 	reqTime := f.e.wallNow()
 	next(x)
 	f.complete(reqTime)
+	if f.srv != nil { // used by complete only
+		srvHeaders.Put(f.srv)
+		f.srv = nil
+	}
 }
+
+// srvHeaders hold fetch.srv: a revalidation's copy of the response header
+// costs no allocation.
+var srvHeaders = sync.Pool{New: func() any { return new(fasthttp.ResponseHeader) }}
 
 // complete handles the upstream's answer: a 304 refreshes the stale
 // entry, an error may be answered by it (stale-if-error), and a storable

@@ -68,3 +68,32 @@ func TestReview7HotCopyNoRoomToDecodeAllocatesNothing(t *testing.T) {
 		t.Fatalf("hit: Cache-Status %q\n%s", cs, ctx.Response.Header.String())
 	}
 }
+
+// A revalidation answered with the stale entry (here a 304 about another
+// response) allocates only the fetch and its fill (and the fill's
+// channel): the copy of the response header's server settings that the
+// stale answer gets back (fetch.srv) is pooled.
+func TestReview7StaleAnswerAllocations(t *testing.T) {
+	origin := startOrigin(t, func(ctx *fasthttp.RequestCtx) {
+		if len(ctx.Request.Header.Peek("If-None-Match")) > 0 {
+			ctx.SetStatusCode(fasthttp.StatusNotModified)
+			ctx.Response.Header.Set("ETag", `"other"`)
+			return
+		}
+		ctx.Response.Header.Set("Cache-Control", "max-age=1")
+		ctx.Response.Header.Set("ETag", `"x"`)
+		ctx.SetBody([]byte("hello"))
+	})
+	clock := time.Now()
+	e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory"}`, origin), Options{Now: func() time.Time { return clock }})
+	ctx, tmpl := newProxyCtx()
+	proxiedGET(e, ctx, tmpl) // stored
+	clock = clock.Add(5 * time.Second)
+	proxiedGET(e, ctx, tmpl)
+	if cs := string(ctx.Response.Header.Peek("Cache-Status")); !strings.Contains(cs, "detail=not-updated") || string(ctx.Response.Body()) != "hello" {
+		t.Fatalf("not answered stale: Cache-Status %q", cs)
+	}
+	if n := testing.AllocsPerRun(200, func() { proxiedGET(e, ctx, tmpl) }); n > 3 {
+		t.Fatalf("a revalidation answered with the stale entry allocates %.2f times, want 3 (fetch, fill, its channel)", n)
+	}
+}
