@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +45,66 @@ func TestReview7DatelessNotModifiedRefreshes(t *testing.T) {
 	}
 	if n := o.count(); n != 2 {
 		t.Fatalf("the origin saw %d requests, want 2", n)
+	}
+}
+
+// rawReq sends one raw request on a fresh connection and returns the
+// answer's bytes (the connection closes after it: the request says so or
+// is HTTP/1.0 without keep-alive; a keep-alive one is read to its length).
+func rawReq(t *testing.T, addr, req string) string {
+	t.Helper()
+	c := dialTest(t, addr)
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second)) //nolint:errcheck
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+// Each kind of request answered from a hot copy gets the same bytes from
+// the copy's decoded form as from the store's copy parsed: HTTP/1.0 with
+// and without keep-alive, HEAD, Range, If-Range, a conditional 304, a
+// Vary variant, on a route with CORS (whose fields a hit gets after the
+// cache's).
+func TestReview7DecodedSameAsParsedEveryRequest(t *testing.T) {
+	clk := newTestClock()
+	o := startScriptOrigin(t, func(r originReq) originResp {
+		h := []string{"Date: " + clk.date(-5*time.Second), "Cache-Control: max-age=600", "ETag: \"e1\"",
+			"Last-Modified: " + clk.date(-time.Hour), "X-Odd:  spaced ", "Server: origin/1"}
+		if r.target == "/v" {
+			h = append(h, "Vary: Accept-Language", "Content-Language: "+r.header.Get("Accept-Language"))
+		}
+		return originResp{body: "0123456789" + r.target, header: h}
+	})
+	e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory", "Access-Control-Allow-Origin": "*"}`, o.addr), Options{Now: clk.Now})
+	_, addr := serveEngine(t, e)
+	for _, tc := range []struct{ name, target, req string }{
+		{"1.0", "/r", "GET /r HTTP/1.0\r\nHost: x\r\n\r\n"},
+		{"1.0 keep-alive", "/r", "GET /r HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\nGET /r HTTP/1.0\r\nHost: x\r\n\r\n"},
+		{"HEAD", "/r", "HEAD /r HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"},
+		{"Range", "/r", "GET /r HTTP/1.1\r\nHost: x\r\nRange: bytes=2-5\r\nConnection: close\r\n\r\n"},
+		{"If-Range", "/r", "GET /r HTTP/1.1\r\nHost: x\r\nRange: bytes=-3\r\nIf-Range: \"e1\"\r\nConnection: close\r\n\r\n"},
+		{"If-Range other", "/r", "GET /r HTTP/1.1\r\nHost: x\r\nRange: bytes=-3\r\nIf-Range: \"e2\"\r\nConnection: close\r\n\r\n"},
+		{"304", "/r", "GET /r HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"e1\"\r\nConnection: close\r\n\r\n"},
+		{"CORS", "/r", "GET /r HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\nConnection: close\r\n\r\n"},
+		{"variant", "/v", "GET /v HTTP/1.1\r\nHost: x\r\nAccept-Language: fr\r\nConnection: close\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rawReq(t, addr, "GET "+tc.target+" HTTP/1.1\r\nHost: x\r\nAccept-Language: fr\r\nConnection: close\r\n\r\n") // stored (or already)
+			clk.advance(time.Duration(hotHold))                                                                          // any hot copy expires
+			parsed := rawReq(t, addr, tc.req)                                                                            // read from the store
+			if !strings.Contains(parsed, "Cache-Status: vkp; hit") {
+				t.Fatalf("not a hit:\n%s", parsed)
+			}
+			for i := range 3 { // the copy's first hit (decodes it), then its decoded form
+				if got := rawReq(t, addr, tc.req); got != parsed {
+					t.Fatalf("hot hit %d differs from the parsed one:\n%s\n---want---\n%s", i, got, parsed)
+				}
+			}
+		})
+	}
+	if _, d := hotCounted(t, e.reg.stores.sharing("memory")); d == 0 {
+		t.Fatal("no copy was decoded")
 	}
 }
