@@ -203,6 +203,9 @@ func (f *fetch) answerStale(respTime int64, cs, detail string) {
 }
 
 func (f *fetch) answerWith(e *cacheEntry, respTime int64, cs, detail string) {
+	// An error's body may be streaming (to an HTTP/1.0 client by taking
+	// its connection over): the entry answers instead.
+	f.x.dropStream()
 	if f.srv != nil {
 		f.srv.CopyTo(&f.x.ctx.Response.Header)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -28,6 +29,11 @@ type exchange struct {
 	// stream is the response body streaming from the upstream, if it
 	// streams (roundtrip.go).
 	stream *respStream
+	// h10 is set when stream goes to an HTTP/1.0 client by a takeover of
+	// its connection (streamToHTTP10): the takeover's start flag (also
+	// set by its watchdog) and the watchdog.
+	h10Started *atomic.Bool
+	h10Dog     *time.Timer
 	// For the access log and metrics: the status of an error vkp
 	// answered (0: the response's), the destination of the last attempt,
 	// the upstream exchange's time, the request's trace (--sampler trace).

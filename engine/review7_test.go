@@ -1,8 +1,12 @@
 package engine
 
 import (
+	"bufio"
 	"io"
+	"net"
+	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -106,5 +110,49 @@ func TestReview7DecodedSameAsParsedEveryRequest(t *testing.T) {
 	}
 	if _, d := hotCounted(t, e.reg.stores.sharing("memory")); d == 0 {
 		t.Fatal("no copy was decoded")
+	}
+}
+
+// stale-if-error answers with the stale entry when the upstream's error
+// streams (a chunked body still arriving), for an HTTP/1.0 client too:
+// the connection takeover that would stream the error to it
+// (streamToHTTP10) is called off, instead of sending the upstream's 500
+// in place of the answer the cache chose.
+func TestReview7StaleIfErrorReplacesStreamedErrorHTTP10(t *testing.T) {
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} {
+		t.Run(proto, func(t *testing.T) {
+			clk := newTestClock()
+			var n atomic.Int64
+			origin := rawOrigin(t, func(_ int, c net.Conn, br *bufio.Reader) {
+				tp := textproto.NewReader(br)
+				for {
+					if _, err := tp.ReadLine(); err != nil {
+						return
+					}
+					if _, err := tp.ReadMIMEHeader(); err != nil {
+						return
+					}
+					if n.Add(1) == 1 {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nDate: "+clk.date(0)+"\r\nCache-Control: max-age=1, stale-if-error=60\r\nContent-Length: 4\r\n\r\ngood") //nolint:errcheck
+						continue
+					}
+					// The rest of the body comes later: the answer streams.
+					io.WriteString(c, "HTTP/1.1 500 Bad\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nERROR\r\n") //nolint:errcheck
+					time.Sleep(200 * time.Millisecond)
+					io.WriteString(c, "0\r\n\r\n") //nolint:errcheck
+				}
+			})
+			e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory"}`, origin), Options{Now: clk.Now})
+			_, addr := serveEngine(t, e)
+			rawGet(t, addr, "/r", "") // stored
+			clk.advance(5 * time.Second)
+			got := rawReq(t, addr, "GET /r "+proto+"\r\nHost: x\r\nConnection: close\r\n\r\n")
+			if !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") || !strings.Contains(got, "detail=stale-if-error") || !strings.HasSuffix(got, "\r\n\r\ngood") {
+				t.Fatalf("not answered with the stale entry:\n%s", got)
+			}
+			if n.Load() != 2 {
+				t.Fatalf("the origin saw %d requests, want 2", n.Load())
+			}
+		})
 	}
 }

@@ -843,6 +843,7 @@ func (x *exchange) streamToHTTP10(s *respStream) {
 			s.CloseWithError(errClientGone) //nolint:errcheck
 		}
 	})
+	x.h10Started, x.h10Dog = &started, watchdog
 	x.ctx.HijackSetNoResponse(true)
 	x.ctx.Hijack(func(c net.Conn) {
 		if !started.CompareAndSwap(false, true) {
@@ -865,6 +866,34 @@ func (x *exchange) streamToHTTP10(s *respStream) {
 		s.CloseWithError(err) //nolint:errcheck
 	})
 }
+
+// dropStream gives up the upstream's streaming body for another answer
+// (the cache's stale entry, stale-if-error): the stream is closed, and
+// its upstream connection with it, and an HTTP/1.0 client's connection is
+// no longer taken over to send it.
+func (x *exchange) dropStream() {
+	s := x.stream
+	if s == nil {
+		return
+	}
+	x.stream = nil
+	x.ctx.Response.ImmediateHeaderFlush = false
+	if started := x.h10Started; started != nil {
+		x.h10Started = nil
+		x.ctx.Hijack(nil)
+		x.ctx.HijackSetNoResponse(false)
+		if started.CompareAndSwap(false, true) { // else the watchdog closed s
+			x.h10Dog.Stop()
+			s.CloseWithError(errStreamDropped) //nolint:errcheck
+		}
+		x.h10Dog = nil
+		return
+	}
+	x.ctx.Response.ResetBody() // fasthttp closes s
+}
+
+// errStreamDropped closes a stream given up for another answer.
+var errStreamDropped = errors.New("engine: upstream body dropped for another answer")
 
 func (s *respStream) Read(p []byte) (int, error) {
 	if s.prefix != nil {
