@@ -100,14 +100,14 @@ func (f *fetch) complete(reqTime int64) {
 		ctx.Request.Header.Del("If-Modified-Since")
 	}
 	if f.revalidated && status == fasthttp.StatusNotModified && !x.failed {
-		if raw := f.refreshed(rh, reqTime, respTime); raw != nil {
+		if raw, stored, why := f.refreshed(rh, reqTime, respTime); raw != nil {
 			ent, _ := decodeEntry(raw)
 			if !f.bg {
-				cs := "fwd=stale; fwd-status=304; stored"
-				if f.rq.has(ccNoStore) {
-					cs = "fwd=stale; fwd-status=304"
+				cs := "fwd=stale; fwd-status=304"
+				if stored {
+					cs = "fwd=stale; fwd-status=304; stored"
 				}
-				f.answerWith(&ent, respTime, cs, "")
+				f.answerWith(&ent, respTime, cs, why)
 			}
 			return
 		}
@@ -235,14 +235,16 @@ func hitForPass(why string, status int) bool {
 
 // refreshed merges a 304's header fields into the stale entry (RFC 9111
 // section 3.2: each field the 304 has replaces the stored one, but
-// Content-Length), stores the result with its new freshness and returns
-// it; nil when the 304's validator does not match the stored response
-// (section 4.3.4).
-func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) []byte {
+// Content-Length), stores the result with its new freshness (stored) and
+// returns it; nil when the 304's validator does not match the stored
+// response (section 4.3.4). When the merged response may no longer be
+// stored, the entry is removed, and the merged response, returned with
+// why, is still the answer (the 304 was about it).
+func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) (raw []byte, stored bool, why string) {
 	old := &f.stale
 	if et := h.Peek("ETag"); len(et) > 0 {
 		if cur := old.field("ETag"); cur == nil || !bytes.Equal(trimWeak(et), trimWeak(cur)) {
-			return nil
+			return nil, false, ""
 		}
 	}
 	hb := pool.Scratch.Get()
@@ -287,21 +289,25 @@ func (f *fetch) refreshed(h *fasthttp.ResponseHeader, reqTime, respTime int64) [
 	rq.flags &^= ccNoStore
 	m, why := f.rc.policy.assess(&ri, &rq, false, reqTime, respTime)
 	if why != "" {
-		// Now uncacheable (no-store, private...): the stale entry goes.
+		// Now uncacheable (no-store, private, a Set-Cookie...): the stale
+		// entry goes; the merged response answers, as of its arrival.
 		f.rc.remove(f.e, f.key)
 		f.finish(nil, false)
-		return nil
+		m = entryMeta{stored: respTime, age: initialAge(&ri, reqTime, respTime)}
 	}
-	raw := appendEntry(make([]byte, 0, len(hb.B)+len(old.vary)+len(old.body)+64), &m, old.status, hb.B, old.vary)
+	raw = appendEntry(make([]byte, 0, len(hb.B)+len(old.vary)+len(old.body)+64), &m, old.status, hb.B, old.vary)
 	raw = append(raw, old.body...)
-	if f.rq.has(ccNoStore) {
+	switch {
+	case why != "":
+		return raw, false, why
+	case f.rq.has(ccNoStore):
 		// Answered from the merged entry, which is not stored: the stored
 		// one stays as it was.
 		f.finish(nil, false)
-		return raw
+		return raw, false, ""
 	}
 	f.store(raw, &m, nil, f.key)
-	return raw
+	return raw, true, ""
 }
 
 func trimWeak(t []byte) []byte {

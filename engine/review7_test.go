@@ -156,3 +156,42 @@ func TestReview7StaleIfErrorReplacesStreamedErrorHTTP10(t *testing.T) {
 		})
 	}
 }
+
+// A 304 about the stored response that makes it uncacheable (it sets a
+// cookie, or says no-store) removes the entry, and the client, who asked
+// for no 304, gets the response as the 304 updated it (RFC 9111 section
+// 4.3.4), the cookie included: not the stored one as if the 304 were about
+// another response ("not-updated").
+func TestReview7NotModifiedMakingUncacheableAnswersUpdated(t *testing.T) {
+	for _, tc := range []struct{ name, field, detail string }{
+		{"set-cookie", "Set-Cookie: s=1", "detail=set-cookie"},
+		{"no-store", "Cache-Control: no-store", "detail=no-store"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := newTestClock()
+			o := startScriptOrigin(t, func(r originReq) originResp {
+				if r.header.Get("If-None-Match") != "" {
+					return originResp{status: 304, header: []string{"Date: " + clk.date(0), "ETag: \"v1\"", tc.field, "X-New: 1"}}
+				}
+				return originResp{body: "good", header: []string{"Date: " + clk.date(0), "ETag: \"v1\"", "Cache-Control: max-age=1", "X-New: 0"}}
+			})
+			e := mustEngine(t, oneRoute(`, "Metadata": {"Cache": "Memory"}`, o.addr), Options{Now: clk.Now})
+			_, addr := serveEngine(t, e)
+			rawGet(t, addr, "/r", "") // stored
+			clk.advance(5 * time.Second)
+			got := rawGet(t, addr, "/r", "")
+			for _, want := range []string{"\r\n" + tc.field + "\r\n", "\r\nX-New: 1\r\n", "\r\nDate: " + clk.date(0) + "\r\n",
+				"\r\nAge: 0\r\n", "Cache-Status: vkp; fwd=stale; fwd-status=304; " + tc.detail + "\r\n"} {
+				if !strings.Contains(got, want) {
+					t.Fatalf("the answer lacks %q:\n%s", want, got)
+				}
+			}
+			if !strings.HasSuffix(got, "\r\n\r\ngood") || strings.Contains(got, "X-New: 0") {
+				t.Fatalf("not the stored body with the 304's fields:\n%s", got)
+			}
+			if got := rawGet(t, addr, "/r", ""); !strings.Contains(got, "fwd=uri-miss") {
+				t.Fatalf("the entry was kept:\n%s", got)
+			}
+		})
+	}
+}
