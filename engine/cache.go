@@ -212,19 +212,20 @@ func (rc *routeCache) serve(x *exchange, next handler) {
 	ent, raw, lk := rc.lookup(ctx, kb, now)
 	if raw != nil {
 		age := ent.currentAge(now)
-		served := false
+		served, swr := false, false
 		switch usable(&ent, &rq, age) {
 		case useFresh:
 			served = rc.answer(x, &ent, age, "hit", "")
 		case useStale:
 			served = rc.answer(x, &ent, age, "hit", "stale")
 		case useSWR:
-			if served = rc.answer(x, &ent, age, "hit", "stale-while-revalidate"); served {
-				rc.publish(kb.B, raw, &ent)
-				rc.refreshInBackground(x, next, kb.B, pk, &ent, raw)
-			}
+			served = rc.answer(x, &ent, age, "hit", "stale-while-revalidate")
+			swr = served
 		}
-		rc.publish(kb.B, raw, &ent)
+		rc.publish(kb.B, raw, &ent) // before the entry is copied anywhere
+		if swr {
+			rc.refreshInBackground(x, next, kb.B, pk, &ent, raw)
+		}
 		if served {
 			rc.stats.hit.Inc()
 			rc.stats.hitBytes.Add(len(ent.body))

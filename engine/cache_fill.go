@@ -37,7 +37,7 @@ type fetch struct {
 	revalidated bool // validators of the stale cacheEntry were sent
 	bg          bool // a background refresh: there is no client to answer
 	// the response header's settings from the server, for a stale answer
-	// (see answerStale); nil when there is no stale entry to answer with
+	// (see answerWith); nil when there is no stale entry to answer with
 	srv *fasthttp.ResponseHeader
 
 	e      *Engine
@@ -116,7 +116,7 @@ func (f *fetch) complete(reqTime int64) {
 		// gets the stored one.
 		f.finish(nil, false)
 		if !f.bg {
-			f.answerStale(respTime, "fwd=stale; fwd-status=304", "not-updated")
+			f.answerWith(&f.stale, respTime, "fwd=stale; fwd-status=304", "not-updated")
 		}
 		return
 	}
@@ -125,7 +125,7 @@ func (f *fetch) complete(reqTime int64) {
 		if !f.bg {
 			var sb [48]byte
 			fs := strconv.AppendInt(append(sb[:0], "fwd=stale; fwd-status="...), int64(status), 10)
-			f.answerStale(respTime, b2s(fs), "stale-if-error")
+			f.answerWith(&f.stale, respTime, b2s(fs), "stale-if-error")
 		}
 		return
 	}
@@ -190,18 +190,14 @@ func (f *fetch) complete(reqTime int64) {
 	f.store(raw, &m, ri.vary, nil)
 }
 
-// answerStale answers with the stale entry instead of the upstream's
-// answer. That answer (or the error put in its place) may have reset the
-// response header, which drops the server's settings: without NoDefaultDate
-// the server's Date would replace the stored one, without
-// NoDefaultContentType a Content-Type would be invented. A hit has them,
-// whether its header is parsed or copied from a hot copy's decoded one
-// (which carries them), so the stale answer gets them back first.
-// The entry a 304 refreshed is answered the same way (answerWith).
-func (f *fetch) answerStale(respTime int64, cs, detail string) {
-	f.answerWith(&f.stale, respTime, cs, detail)
-}
-
+// answerWith answers with an entry (the stale one, or the one a 304
+// refreshed) instead of the upstream's answer. That answer (or the error
+// put in its place) may have reset the response header, which drops the
+// server's settings: without NoDefaultDate the server's Date would replace
+// the stored one, without NoDefaultContentType a Content-Type would be
+// invented. A hit has them, whether its header is parsed or copied from a
+// hot copy's decoded one (which carries them), so the answer gets them
+// back first.
 func (f *fetch) answerWith(e *cacheEntry, respTime int64, cs, detail string) {
 	// An error's body may be streaming (to an HTTP/1.0 client by taking
 	// its connection over): the entry answers instead.
