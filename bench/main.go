@@ -118,7 +118,8 @@ func newApp() *cli.App {
 					&cli.Float64Flag{Name: "rate", Value: 500, Usage: "open-loop requests/s"},
 					&cli.IntFlag{Name: "open-conns", Value: 256, Usage: "open-loop maximum requests in flight"},
 					&cli.DurationFlag{Name: "timeout", Value: 5 * time.Second, Usage: "per request"},
-					&cli.IntFlag{Name: "workers", Value: runtime.NumCPU(), Usage: "nginx worker_processes and HAProxy nbthread (vkp: GOMAXPROCS)"},
+					&cli.IntFlag{Name: "workers", Value: runtime.NumCPU(), Usage: "nginx worker_processes and HAProxy nbthread (vkp: GOMAXPROCS); with --pin, the proxy's CPUs unless given"},
+					&cli.BoolFlag{Name: "pin", Usage: "Linux: run each proxy on the first half of the CPUs and the load generator and origins on the rest, so that the client's CPU is not taken from the proxy (as with clients on other machines)"},
 					&cli.StringFlag{Name: "load", Value: "go", Usage: "what drives closed-loop GETs without bodies: go (the built-in client, which checks every body), wrk (`wrk -t1`) or auto (wrk when installed); the rest always uses the built-in client"},
 					&cli.IntFlag{Name: "rounds", Value: 1, Usage: "measure each scenario this many times, proxies alternating (vkp, peer, vkp, peer, ...); with 2 or more a table of medians follows"},
 					&cli.StringFlag{Name: "out", Usage: "also write the report to this file"},
@@ -150,6 +151,17 @@ func runCommand(c *cli.Context) error {
 		Duration: c.Duration("duration"), Warmup: c.Duration("warmup"),
 		Conns: c.Int("conns"), Rate: c.Float64("rate"), OpenConns: c.Int("open-conns"),
 		Timeout: c.Duration("timeout"), Workers: c.Int("workers"), Rounds: c.Int("rounds"), Log: os.Stderr,
+	}
+	if c.Bool("pin") {
+		if cfg.ProxyCPUs, cfg.RestCPUs, err = cpuSplit(); err != nil {
+			return err
+		}
+		if err := pinSelf(cfg.RestCPUs); err != nil {
+			return err
+		}
+		if !c.IsSet("workers") {
+			cfg.Workers = len(cfg.ProxyCPUs)
+		}
 	}
 	rateLabel, roundsLabel = cfg.Rate, cfg.Rounds
 	tmp, err := os.MkdirTemp("", "vkp-bench-")
@@ -203,6 +215,9 @@ func writeHeader(w io.Writer, cfg RunConfig, start time.Time) {
 		fmt.Fprintf(w, "; traefik %s", strings.Join(strings.Fields(toolVersion("traefik", "version")), " "))
 	}
 	fmt.Fprint(w, ". ")
+	if cfg.ProxyCPUs != nil {
+		fmt.Fprintf(w, "Pinned: each proxy on CPU %s, the load generator and the origins on CPU %s. ", cpuList(cfg.ProxyCPUs), cpuList(cfg.RestCPUs))
+	}
 	if cfg.Load == toolWrk {
 		fmt.Fprintf(w, "Closed-loop GETs driven by %s (`wrk -t1`), the rest by the built-in client. ", toolVersion("wrk", "-v"))
 	}

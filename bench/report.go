@@ -154,6 +154,9 @@ func writeNotes(w io.Writer, cells []Cell, notes []string) {
 		if c.Scenario.Stream {
 			parts = append(parts, fmt.Sprintf("time to first byte p50 %s, p99 %s", fmtLatency(l.TTFB.P50), fmtLatency(l.TTFB.P99)))
 		}
+		if busy := c.busy(); busy > 0 && busy < clientBound && !c.Scenario.Open {
+			parts = append(parts, fmt.Sprintf("the proxy was busy %.0f%% of its CPUs: the load generator, not the proxy, set this rate", 100*busy))
+		}
 		if c.SettledRSS > 0 {
 			parts = append(parts, fmt.Sprintf("RSS %s after %s idle", fmtBytes(c.SettledRSS), c.Scenario.Settle))
 		}
@@ -184,6 +187,19 @@ func writeLoadResult(w io.Writer, r *LoadResult) {
 }
 
 // perReq formats d spread over n requests in microseconds.
+// clientBound is the share of its own CPUs under which a pinned proxy in
+// a closed loop was waiting for the client rather than working.
+const clientBound = 0.9
+
+// busy is the share of its own CPUs a pinned proxy used over the measured
+// run; 0 when it was not pinned.
+func (c *Cell) busy() float64 {
+	if c.PinnedCPUs == 0 || c.Load == nil || c.Load.Elapsed <= 0 {
+		return 0
+	}
+	return float64(c.Usage.CPU) / float64(c.Load.Elapsed) / float64(c.PinnedCPUs)
+}
+
 func perReq(d time.Duration, n int64) string {
 	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)/float64(n))
 }

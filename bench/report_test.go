@@ -84,6 +84,29 @@ func TestWriteTable(t *testing.T) {
 	}
 }
 
+// A pinned proxy that left its CPU idle in a closed loop was waiting for
+// the client: the note says so; a busy one, an unpinned one or an open
+// loop gets no such note.
+func TestWriteNotesClientBound(t *testing.T) {
+	closed := scenarioTable[0]
+	res := &LoadResult{Elapsed: 5 * time.Second, OK: 100000, Errors: map[string]int64{}}
+	cells := []Cell{
+		{Scenario: closed, Proxy: "vkp", Load: res, Usage: usage{CPU: 4 * time.Second}, PinnedCPUs: 1, Delivery: -1},
+		{Scenario: closed, Proxy: "nginx", Load: res, Usage: usage{CPU: 4900 * time.Millisecond}, PinnedCPUs: 1, Delivery: -1},
+		{Scenario: closed, Proxy: "haproxy", Load: res, Usage: usage{CPU: time.Second}, Delivery: -1},
+		{Scenario: closed, Proxy: "traefik", Load: res, Usage: usage{CPU: 9 * time.Second}, PinnedCPUs: 2, Delivery: -1},
+	}
+	var b strings.Builder
+	writeNotes(&b, cells, nil)
+	out := b.String()
+	if want := "- get-small / vkp: the proxy was busy 80% of its CPUs: the load generator, not the proxy, set this rate"; !strings.Contains(out, want) {
+		t.Errorf("missing %q in\n%s", want, out)
+	}
+	if strings.Count(out, "busy") != 1 {
+		t.Errorf("only vkp was left waiting:\n%s", out)
+	}
+}
+
 func TestFmtLatency(t *testing.T) {
 	tests := []struct {
 		d    time.Duration

@@ -29,6 +29,8 @@ type RunConfig struct {
 	Workers   int           // nginx worker_processes, HAProxy nbthread
 	Rounds    int           // each scenario is measured this many times, proxies alternating
 	Load      string        // toolGo or toolWrk: what drives the measured closed-loop GETs (loadTool)
+	ProxyCPUs []int         // --pin: the CPUs each proxy runs on (this process and the origins have the rest); nil: not pinned
+	RestCPUs  []int         // --pin: this process's and the origins' CPUs
 	Log       io.Writer     // progress and notes (stderr)
 }
 
@@ -49,6 +51,9 @@ type Cell struct {
 	// CPU the origin and the shadow used over the measured interval: on a
 	// shared machine a proxy can be cheap for itself and costly for them.
 	OriginCPU, ShadowCPU time.Duration
+	// PinnedCPUs is how many CPUs the proxy had to itself (run --pin); 0
+	// when it shared them with the load generator.
+	PinnedCPUs int
 }
 
 // Run measures every scenario on vkp and every installed peer, one after
@@ -262,6 +267,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if err := preflight(ctx, px, dir, argv); err != nil {
 		return err
 	}
+	argv = pinArgv(cfg.ProxyCPUs, argv)
 	var env []string
 	if px.Env != nil {
 		env = px.Env(cfg.Workers)
@@ -342,6 +348,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	after := groupUsage(p.pid())
 	c.Load = res
 	c.Usage = usage{CPU: after.CPU - before.CPU, PeakRSS: after.PeakRSS}
+	c.PinnedCPUs = len(cfg.ProxyCPUs)
 	if sc.Settle > 0 {
 		select {
 		case <-time.After(sc.Settle):
