@@ -95,7 +95,7 @@ func TestNginxConfig(t *testing.T) {
 				"location = /__mirror {", "internal;", "proxy_pass http://shadow$request_uri;"},
 			[]string{"proxy_cache"}},
 		{"cache", false, true,
-			[]string{"proxy_cache_path /tmp/x/cache ", "keys_zone=bench:", "proxy_cache bench;"},
+			[]string{"proxy_cache_path /tmp/x/cache ", "keys_zone=bench:", "proxy_cache bench;", "open_file_cache max="},
 			[]string{"mirror"}},
 	}
 	for _, tt := range tests {
