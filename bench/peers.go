@@ -145,8 +145,9 @@ func nginxConfig(t Topology) string {
 }
 
 // haproxyConfig returns a haproxy.cfg for t, to be run as `haproxy -f cfg -db`.
-// HAProxy has no request mirroring (without SPOE) and no cache comparable
-// to the others here, so only plain proxying is generated.
+// HAProxy has no request mirroring (without SPOE); caching uses its
+// in-memory cache (a `cache` section, cache-use on requests, cache-store on
+// responses), which follows the origin's Cache-Control.
 func haproxyConfig(t Topology) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
@@ -161,10 +162,20 @@ func haproxyConfig(t Topology) string {
 	p("  timeout client 60s")
 	p("  timeout server 60s")
 	p("  timeout http-keep-alive 60s")
+	if t.Cache {
+		p("cache bench")
+		p("  total-max-size 64") // MiB
+		p("  max-object-size 1048576")
+		p("  max-age 60")
+	}
 	p("frontend bench")
 	p("  bind %s", t.Listen)
 	p("  default_backend main")
 	p("backend main")
+	if t.Cache {
+		p("  http-request cache-use bench")
+		p("  http-response cache-store bench")
+	}
 	p("  server origin %s maxconn 1000", t.Origin)
 	return b.String()
 }
@@ -297,8 +308,6 @@ func haproxyProxy(bin string) Proxy {
 			switch {
 			case s.Mirror:
 				return "n/a (no mirroring)"
-			case s.Cache:
-				return "n/a (no cache)"
 			case s.Log != "":
 				return "n/a (logs only to syslog)"
 			}

@@ -128,20 +128,24 @@ func TestNginxConfigValid(t *testing.T) {
 }
 
 func TestHAProxyConfig(t *testing.T) {
-	conf := haproxyConfig(topo(false, false))
+	plain := haproxyConfig(topo(false, false))
 	// No "daemon": haproxy must run in the foreground (-db).
-	checkConf(t, conf, []string{"nbthread 2", "mode http", "bind 127.0.0.1:18080", "server origin 127.0.0.1:19001", "http-reuse always"},
-		[]string{"daemon"})
+	checkConf(t, plain, []string{"nbthread 2", "mode http", "bind 127.0.0.1:18080", "server origin 127.0.0.1:19001", "http-reuse always"},
+		[]string{"daemon", "cache"})
+	cached := haproxyConfig(topo(false, true))
+	checkConf(t, cached, []string{"cache bench\n", "max-object-size 1048576", "http-request cache-use bench", "http-response cache-store bench"}, nil)
 	bin := lookTool("haproxy")
 	if bin == "" {
 		return
 	}
-	path := filepath.Join(t.TempDir(), "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(bin, "-c", "-q", "-f", path).CombinedOutput(); err != nil {
-		t.Errorf("haproxy -c: %v\n%s", err, out)
+	for _, conf := range []string{plain, cached} {
+		path := filepath.Join(t.TempDir(), "haproxy.cfg")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(bin, "-c", "-q", "-f", path).CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c: %v\n%s\n%s", err, out, conf)
+		}
 	}
 }
 
@@ -177,7 +181,7 @@ func TestPeerSupport(t *testing.T) {
 	hp := haproxyProxy("haproxy")
 	for _, s := range scenarioTable {
 		why := hp.Supports(s)
-		if (why != "") != (s.Mirror || s.Cache || s.Log != "") {
+		if (why != "") != (s.Mirror || s.Log != "") {
 			t.Errorf("haproxy %s: %q", s.Name, why)
 		}
 		if why := traefikProxy("traefik").Supports(s); (why != "") != (s.Cache || s.Log != "") {
