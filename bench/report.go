@@ -186,7 +186,6 @@ func writeLoadResult(w io.Writer, r *LoadResult) {
 	fmt.Fprintf(w, "body sent %s, received %s\n", fmtBytes(r.BodySent), fmtBytes(r.BytesRecv))
 }
 
-// perReq formats d spread over n requests in microseconds.
 // clientBound is the share of its own CPUs under which a pinned proxy in
 // a closed loop was waiting for the client rather than working.
 const clientBound = 0.9
@@ -200,6 +199,7 @@ func (c *Cell) busy() float64 {
 	return float64(c.Usage.CPU) / float64(c.Load.Elapsed) / float64(c.PinnedCPUs)
 }
 
+// perReq formats d spread over n requests in microseconds.
 func perReq(d time.Duration, n int64) string {
 	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)/float64(n))
 }
