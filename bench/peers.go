@@ -112,7 +112,7 @@ func nginxConfig(t Topology) string {
 		p("  proxy_cache_path %s levels=1:2 keys_zone=bench:10m max_size=256m inactive=60s use_temp_path=off;",
 			filepath.Join(dir, "cache"))
 		// A hit opens, stats and closes its cache file unless the
-		// descriptor is kept: nginx's usual tuning for a cache, worth 1.5-1.7x
+		// descriptor is kept: nginx's usual tuning for a cache, worth 1.7x
 		// its hit rate here (BENCHMARKS.md), so the comparison is with it.
 		p("  open_file_cache max=1000 inactive=60s;")
 	}

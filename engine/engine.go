@@ -410,14 +410,14 @@ func (e *Engine) handle(x *exchange) {
 	}
 }
 
-// NewServer returns a fasthttp server wired to the engine: body limit,
-// timeouts, error mapping, request bodies streamed (read by the engine as
-// it needs them), and response headers passed through as the upstream sent
-// them.
 // serverWriteBuffer is the server's write buffer: an answer up to this
 // size leaves in one write (and can be kept by clientConn).
 const serverWriteBuffer = 16 << 10
 
+// NewServer returns a fasthttp server wired to the engine: body limit,
+// timeouts, error mapping, request bodies streamed (read by the engine as
+// it needs them), and response headers passed through as the upstream sent
+// them.
 func (e *Engine) NewServer() *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:                      e.Handle,
