@@ -68,6 +68,19 @@ func newApp() *cli.App {
 				},
 			},
 			{
+				Name:  "floor",
+				Usage: "serve one constant cache-hit answer from bare epoll loops: the least a server can do per hit (Linux)",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "IPv4 address; port 0 picks one and prints it"},
+					&cli.IntFlag{Name: "size", Value: 4096, Usage: "answer body bytes (the origin's pattern)"},
+					&cli.IntFlag{Name: "workers", Value: runtime.GOMAXPROCS(0), Usage: "epoll loops (SO_REUSEPORT sockets)"},
+					&cli.StringFlag{Name: "cache-control", Value: "public, max-age=60", Usage: "Cache-Control of the answer (empty: none)"},
+				},
+				Action: func(c *cli.Context) error {
+					return runFloor(c.Context, c.String("listen"), c.Int("size"), c.Int("workers"), c.String("cache-control"))
+				},
+			},
+			{
 				Name:  "load",
 				Usage: "load one address, closed loop (--conns) or open loop (--rate)",
 				Flags: []cli.Flag{
@@ -108,7 +121,7 @@ func newApp() *cli.App {
 				Usage: "measure vkp and each installed peer on each scenario; print a Markdown table",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "scenarios", Value: defaultScenarios, Usage: "comma-separated, name[:open|:closed]; known: " + scenarioNames()},
-					&cli.StringFlag{Name: "peers", Value: "nginx,haproxy", Usage: "comma-separated peers (nginx, haproxy, traefik); empty for vkp alone"},
+					&cli.StringFlag{Name: "peers", Value: "nginx,haproxy", Usage: "comma-separated peers (nginx, haproxy, traefik, floor: the least a server can do per cache hit); empty for vkp alone"},
 					&cli.StringFlag{Name: "vkp", Usage: "vkp binary (default: go build from the module root)"},
 					&cli.StringFlag{Name: "baseline", Usage: "another vkp binary, measured as peer vkp-base right after vkp in each round (before/after a change)"},
 					&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "measured time per scenario × proxy"},

@@ -19,6 +19,7 @@ type Topology struct {
 	Workers int    // worker processes/threads for nginx and HAProxy
 	Dir     string // nginx prefix: temp, cache and log paths live here
 	Log     string // access log: "" off, "on", "sampled" (1 in 100)
+	Answer  int    // the scenario's answer body bytes (the floor serves them itself)
 }
 
 // Every peer gets the same shape: one upstream with keep-alive connections,
@@ -320,6 +321,28 @@ func haproxyProxy(bin string) Proxy {
 			}
 			return []string{bin, "-f", path, "-db"}, nil
 		},
+	}
+}
+
+// floorProxy is the floor (bench floor, floor_linux.go): this binary
+// answering every request with a constant cache hit from bare epoll loops,
+// one per worker. It runs cache hits only, where it is the least any server
+// can spend per answer on the machine.
+func floorProxy(self string) Proxy {
+	return Proxy{
+		Name: "floor",
+		Bin:  self,
+		Supports: func(s Scenario) string {
+			if !s.Cache || s.Method != "GET" || s.BodySize > 0 || s.Stream || s.Mirror || s.Log != "" {
+				return "n/a (floor: cache hits only)"
+			}
+			return ""
+		},
+		Write: func(dir string, t Topology) ([]string, error) {
+			return []string{self, "floor", "--listen", t.Listen, "--size", strconv.Itoa(t.Answer),
+				"--workers", strconv.Itoa(max(t.Workers, 1))}, nil
+		},
+		Env: goEnv,
 	}
 }
 

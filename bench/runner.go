@@ -91,6 +91,10 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 	}
 	var missing []string
 	for _, name := range cfg.Peers {
+		if name == "floor" {
+			proxies = append(proxies, floorProxy(self))
+			continue
+		}
 		bin, err := exec.LookPath(name)
 		if err != nil {
 			bin = filepath.Join("/usr/sbin", name) // Debian's path, often not in a user's PATH
@@ -107,7 +111,7 @@ func Run(ctx context.Context, cfg RunConfig, tmp string) ([]Cell, []string, erro
 		case "traefik":
 			proxies = append(proxies, traefikProxy(bin))
 		default:
-			return nil, nil, fmt.Errorf("bench: unknown peer %q (known: nginx, haproxy, traefik)", name)
+			return nil, nil, fmt.Errorf("bench: unknown peer %q (known: nginx, haproxy, traefik, floor)", name)
 		}
 	}
 	if len(missing) > 0 {
@@ -256,7 +260,7 @@ func runCell(ctx context.Context, cfg RunConfig, px Proxy, sc Scenario, dir stri
 	if err != nil {
 		return err
 	}
-	topo := Topology{Listen: listen, Origin: origin.addr, Cache: sc.Cache, Workers: cfg.Workers, Dir: dir, Log: sc.Log}
+	topo := Topology{Listen: listen, Origin: origin.addr, Cache: sc.Cache, Workers: cfg.Workers, Dir: dir, Log: sc.Log, Answer: sc.RespSize}
 	if shadow != nil {
 		topo.Shadow = shadow.addr
 	}
