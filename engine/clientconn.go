@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"sync/atomic"
@@ -37,6 +38,18 @@ import (
 // read deadline is cut to pipelineGuard while an answer is kept, and when
 // it fires the read is made the ordinary way, so such a request waits
 // pipelineGuard at most.
+
+// Deadlines: the server sets a read deadline before waiting for a
+// request, another once its first byte is in, and a write deadline before
+// each answer; each is a timer update in the runtime. An answer kept for
+// the next read is sent by a non-blocking write that cannot wait, and a
+// request usually arrives whole in one read, so most of those deadlines
+// never guard anything. They are kept here and put on the socket just
+// before a call that can wait for it (a socket read, an ordinary write),
+// always as the absolute time the server asked for. The guard of a kept
+// answer (below) set by an earlier request stays while it has at least
+// half its time left: it may then fire up to pipelineGuard/2 sooner, which
+// only makes the ordinary read happen sooner.
 
 // strConnClose is how the server writes an answer's Connection: close.
 var (
@@ -93,6 +106,16 @@ type clientConn struct {
 	wantRD  time.Time // the read deadline the server asked for last
 	cutRD   bool      // the socket's read deadline is cut to pipelineGuard
 	setCut  bool      // ... by the server's own SetReadDeadline, after the answer was kept
+	rdLazy  bool      // wantRD is not on the socket yet: the next socket read puts it there
+	sockRD  time.Time // the read deadline on the socket
+
+	// The write deadline the server asked for last (Unix nanoseconds, 0
+	// for none; atomic for Close, which may come from another goroutine)
+	// and whether the socket has it: it is put there before a write that
+	// can wait, not on every request (see Deadlines above).
+	wantWD atomic.Int64
+	wdLazy atomic.Bool
+	dlSets atomic.Int32 // deadlines put on the socket (tests count them)
 
 	sr sendRead
 
@@ -142,7 +165,7 @@ func (c *clientConn) sendKept() error {
 	if b == nil {
 		return nil
 	}
-	_, err := c.TCPConn.Write(b.B)
+	_, err := c.write(b.B)
 	pool.Scratch.Put(b)
 	if derr := c.restoreRD(); err == nil {
 		err = derr
@@ -167,7 +190,7 @@ func (c *clientConn) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	return c.TCPConn.Write(p)
+	return c.write(p)
 }
 
 // answerHead returns the header block of p when p is one answer with a
@@ -185,38 +208,104 @@ func answerHead(p []byte, n int) []byte {
 func (c *clientConn) SetReadDeadline(t time.Time) error {
 	c.wantRD, c.cutRD, c.setCut = t, false, false
 	if c.kept.Load() == nil {
-		return c.TCPConn.SetReadDeadline(t)
+		c.rdLazy = !t.Equal(c.sockRD)
+		return nil
 	}
 	c.setCut = true
 	return c.cutDeadline()
 }
 
+// setRD puts read deadline t on the socket.
+func (c *clientConn) setRD(t time.Time) error {
+	c.sockRD = t
+	c.dlSets.Add(1)
+	return c.TCPConn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline records the write deadline the server asks for; writes
+// that can wait put it on the socket first (applyWD).
+func (c *clientConn) SetWriteDeadline(t time.Time) error {
+	var ns int64
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	c.wantWD.Store(ns)
+	c.wdLazy.Store(true)
+	return nil
+}
+
+// applyWD puts the write deadline the server asked for on the socket, if
+// it is not there yet.
+func (c *clientConn) applyWD() error {
+	if !c.wdLazy.Swap(false) {
+		return nil
+	}
+	var t time.Time
+	if ns := c.wantWD.Load(); ns != 0 {
+		t = time.Unix(0, ns)
+	}
+	c.dlSets.Add(1)
+	return c.TCPConn.SetWriteDeadline(t)
+}
+
+// write is an ordinary write, under the server's write deadline.
+func (c *clientConn) write(p []byte) (int, error) {
+	if err := c.applyWD(); err != nil {
+		return 0, err
+	}
+	return c.TCPConn.Write(p)
+}
+
+// ReadFrom and WriteTo, which the embedded connection would serve
+// directly, keep the order and the deadlines of Write and Read.
+func (c *clientConn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.sendKept(); err != nil {
+		return 0, err
+	}
+	if err := c.applyWD(); err != nil {
+		return 0, err
+	}
+	return c.TCPConn.ReadFrom(r)
+}
+
+func (c *clientConn) WriteTo(w io.Writer) (int64, error) {
+	if err := c.sendKept(); err != nil {
+		return 0, err
+	}
+	if err := c.applyRD(); err != nil {
+		return 0, err
+	}
+	return c.TCPConn.WriteTo(w)
+}
+
 // cutDeadline sets the socket's read deadline to pipelineGuard from now,
 // or the server's if that comes first.
 func (c *clientConn) cutDeadline() error {
-	t := c.wantRD
-	if g := time.Now().Add(pipelineGuard); t.IsZero() || g.Before(t) {
-		t = g
+	c.cutRD, c.rdLazy = true, false
+	now := time.Now()
+	g := now.Add(pipelineGuard)
+	if t := c.wantRD; !t.IsZero() && !g.Before(t) {
+		return c.setRD(t)
 	}
-	c.cutRD = true
-	return c.TCPConn.SetReadDeadline(t)
+	if !c.sockRD.After(g) && c.sockRD.After(now.Add(pipelineGuard/2)) {
+		return nil // an earlier guard with half its time left stays
+	}
+	return c.setRD(g)
 }
 
 func (c *clientConn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
-	return c.TCPConn.SetWriteDeadline(t)
+	return c.SetWriteDeadline(t)
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
 	if c.kept.Load() == nil {
-		if c.cutRD {
-			// The server's deadline, left cut by the last pass, is put
-			// back before the socket is read again.
-			if err := c.restoreRD(); err != nil {
-				return 0, err
-			}
+		// The server's deadline, left cut by the last pass or not yet on
+		// the socket, is put there before the socket is read.
+		if err := c.applyRD(); err != nil {
+			return 0, err
 		}
 		return c.TCPConn.Read(p)
 	}
@@ -231,6 +320,9 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	out := c.take()
 	if out == nil { // Close took it
 		c.busy.Store(false)
+		if err := c.applyRD(); err != nil {
+			return 0, err
+		}
 		return c.TCPConn.Read(p)
 	}
 	c.stopped = false
@@ -241,7 +333,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 		// ordinary way, under the write deadline, unless the write failed.
 		if errno, ok := err.(syscall.Errno); !ok || errno == syscall.EAGAIN {
 			start := time.Now()
-			_, err = c.TCPConn.Write(unsent)
+			_, err = c.write(unsent)
 			if c.setCut && !c.wantRD.IsZero() {
 				// The server set that deadline after it wrote the answer
 				// (its wait for the next request): it starts once the
@@ -257,7 +349,7 @@ func (c *clientConn) Read(p []byte) (int, error) {
 			c.TCPConn.Close()
 			return 0, net.ErrClosed
 		}
-		if derr := c.restoreRD(); err == nil {
+		if derr := c.applyRD(); err == nil {
 			err = derr
 		}
 		if err != nil {
@@ -273,26 +365,36 @@ func (c *clientConn) Read(p []byte) (int, error) {
 	if err != nil && isTimeout(err) && c.cutRD && (c.wantRD.IsZero() || time.Now().Before(c.wantRD)) {
 		// The guard fired before the deadline asked for: read the
 		// ordinary way, which sees bytes a wake-up may have missed.
-		if err := c.restoreRD(); err != nil {
+		if err := c.applyRD(); err != nil {
 			return 0, err
 		}
 		return c.TCPConn.Read(p)
 	}
 	// The read found the next request, or part of one, or the end. The
-	// server's deadline goes back before the next Read (it may be in the
-	// middle of a header or a body), unless the server sets a new one
-	// first, as it does once a request has begun: one deadline update
-	// saved per request.
+	// server's deadline goes on the socket before its next read (it may be
+	// in the middle of a header or a body), unless the server sets a new
+	// one first, as it does once a request has begun.
 	return n, err
 }
 
-// restoreRD puts back the read deadline the server asked for.
+// restoreRD puts back the read deadline the server asked for, if a guard
+// cut it.
 func (c *clientConn) restoreRD() error {
 	if !c.cutRD {
 		return nil
 	}
-	c.cutRD = false
-	return c.TCPConn.SetReadDeadline(c.wantRD)
+	c.cutRD, c.rdLazy = false, false
+	return c.setRD(c.wantRD)
+}
+
+// applyRD puts the read deadline the server asked for on the socket, if
+// it is not there: cut by a guard or not yet set.
+func (c *clientConn) applyRD() error {
+	if !c.cutRD && !c.rdLazy {
+		return nil
+	}
+	c.cutRD, c.rdLazy = false, false
+	return c.setRD(c.wantRD)
 }
 
 func (c *clientConn) CloseWrite() error {
@@ -319,7 +421,7 @@ func (c *clientConn) answerOut() bool {
 func (c *clientConn) Close() error {
 	c.closeReq.Store(true)
 	if b := c.take(); b != nil {
-		c.TCPConn.Write(b.B) //nolint:errcheck // closing anyway
+		c.write(b.B) //nolint:errcheck // closing anyway
 		pool.Scratch.Put(b)
 		return c.TCPConn.Close()
 	}

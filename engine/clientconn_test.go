@@ -185,3 +185,105 @@ func TestAnswerHead(t *testing.T) {
 		t.Fatalf("no blank line: %q", got)
 	}
 }
+
+// captureListener records the client connections it accepts.
+type captureListener struct {
+	net.Listener
+	conns chan *clientConn
+}
+
+func (l captureListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if cc, ok := c.(*clientConn); ok {
+		l.conns <- cc
+	}
+	return c, err
+}
+
+// A keep-alive client's requests put almost no deadline on its socket:
+// the server's read and write deadlines are kept until a call could wait
+// on them, and the guard of a kept answer serves the requests that follow
+// within half its time. The deadlines still hold: a header begun and not
+// finished gets its header timeout (408), counted from its first byte, and
+// a quiet connection its idle timeout.
+func TestClientConnDeadlinesKept(t *testing.T) {
+	e := mustEngine(t, oneRoute("", clientConnOrigin(t)),
+		Options{HeaderTimeout: 400 * time.Millisecond, IdleTimeout: 600 * time.Millisecond, WriteTimeout: 10 * time.Second})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	capture := captureListener{Listener(ln), make(chan *clientConn, 4)}
+	srv := e.NewServer()
+	go srv.Serve(capture)                //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck
+
+	c := dialTest(t, ln.Addr().String())
+	c.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	br := bufio.NewReader(c)
+	const n = 200
+	for range n {
+		io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+		readAnswer(t, br, "answer /a")
+	}
+	cc := <-capture.conns
+	// Three per request (idle, header, write) without keeping; with it, one
+	// for the first request's header, one guard per half guard of time,
+	// and nothing else.
+	sets := cc.dlSets.Load()
+	t.Logf("%d requests: %d deadlines put on the socket", n, sets)
+	if sets > 20 {
+		t.Fatalf("%d requests put %d deadlines on the socket", n, sets)
+	}
+
+	// A header begun and not finished: 408 after the header timeout.
+	start := time.Now()
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHo") //nolint:errcheck
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("a stalled header: %v, want a 408", err)
+	}
+	resp.Body.Close()
+	if waited := time.Since(start); resp.StatusCode != 408 || waited < 350*time.Millisecond || waited > 3*time.Second {
+		t.Fatalf("a stalled header: %d after %v, want 408 after the 400ms header timeout", resp.StatusCode, waited)
+	}
+
+	// A quiet connection, after a run of kept answers: closed after the
+	// idle timeout, not at the guard.
+	c2 := dialTest(t, ln.Addr().String())
+	c2.SetDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck
+	br2 := bufio.NewReader(c2)
+	for range 20 {
+		io.WriteString(c2, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+		readAnswer(t, br2, "answer /a")
+	}
+	start = time.Now()
+	if n, err := br2.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection: read %d, %v; want EOF from the idle timeout", n, err)
+	}
+	if waited := time.Since(start); waited < 550*time.Millisecond || waited > 3*time.Second {
+		t.Fatalf("closed after %v idle, want the 600ms idle timeout", waited)
+	}
+}
+
+// The write deadline of a kept answer, put on the socket only when the
+// answer does not fit in it at once, still bounds the write: a client that
+// stops reading loses its connection after --write-timeout.
+func TestClientConnKeptAnswerWriteTimeout(t *testing.T) {
+	c := slowWindowEngine(t, Options{WriteTimeout: 300 * time.Millisecond, IdleTimeout: 30 * time.Second})
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
+	time.Sleep(1500 * time.Millisecond)                       // not reading: the write waits, then times out
+	c.SetDeadline(time.Now().Add(5 * time.Second))            //nolint:errcheck
+	b, err := io.ReadAll(c)
+	if isTimeoutErr(err) {
+		t.Fatalf("after %d bytes the connection is still open: the write timeout did not hold", len(b))
+	}
+	if len(b) >= 15<<10 {
+		t.Fatalf("the whole answer (%d bytes) arrived; want it cut by the 300ms write timeout", len(b))
+	}
+}
+
+func isTimeoutErr(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
