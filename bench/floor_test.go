@@ -43,14 +43,22 @@ func startFloor(t *testing.T, size, workers int) string {
 	return addr
 }
 
-func TestFloorAnswersKeepAliveAndPipelined(t *testing.T) {
-	addr := startFloor(t, 4096, 2)
+// dialFloor connects to the floor at addr, with a deadline d from now, for
+// the test's length.
+func dialFloor(t *testing.T, addr string, d time.Duration) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(d)) //nolint:errcheck
+	return c
+}
+
+func TestFloorAnswersKeepAliveAndPipelined(t *testing.T) {
+	addr := startFloor(t, 4096, 2)
+	c := dialFloor(t, addr, 5*time.Second)
 	br := bufio.NewReader(c)
 	read := func(head bool) *fasthttp.Response {
 		t.Helper()
@@ -111,13 +119,8 @@ func TestFloorRefuses(t *testing.T) {
 		"header too big": "GET / HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("a", floorMaxHead+10),
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second)) //nolint:errcheck
-			io.WriteString(c, req)                         //nolint:errcheck // the floor may close before all is written
+			c := dialFloor(t, addr, 5*time.Second)
+			io.WriteString(c, req) //nolint:errcheck // the floor may close before all is written
 			b, err := io.ReadAll(c)
 			if len(b) != 0 {
 				t.Fatalf("answered %q", b)
@@ -128,12 +131,7 @@ func TestFloorRefuses(t *testing.T) {
 		})
 	}
 	// A zero Content-Length is no body.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))                              //nolint:errcheck
+	c := dialFloor(t, addr, 5*time.Second)
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n") //nolint:errcheck
 	var r fasthttp.Response
 	if err := r.Read(bufio.NewReader(c)); err != nil || len(r.Body()) != 128 {
@@ -147,13 +145,8 @@ func TestFloorRefuses(t *testing.T) {
 func TestFloorSlowReader(t *testing.T) {
 	const size = 1 << 20
 	addr := startFloor(t, size, 1)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second)) //nolint:errcheck
-	const n = 20                                    // 20 MiB of answers: more than the two sockets' buffers hold
+	c := dialFloor(t, addr, 20*time.Second)
+	const n = 20 // 20 MiB of answers: more than the two sockets' buffers hold
 	if _, err := io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", n)); err != nil {
 		t.Fatal(err)
 	}
