@@ -221,7 +221,10 @@ func floorLoop(ctx context.Context, ln int, get, head []byte) error {
 				}
 				c.in = append(c.in, buf[:m]...)
 			}
-			if !c.answer(fd, get, head) || len(c.in) > floorMaxHead {
+			// Left in c.in: an unfinished header, bounded here, or (when
+			// the socket is full) requests waiting their turn, at most what
+			// one read brought.
+			if !c.answer(fd, get, head) || len(c.out) == 0 && len(c.in) > floorMaxHead {
 				closeConn(fd)
 				continue
 			}

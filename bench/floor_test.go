@@ -195,3 +195,23 @@ func TestFloorPeer(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// Requests pipelined past the header bound in total (each one small) are
+// all answered, in order, however far the client falls behind: the bound
+// is on one header, not on the requests waiting for the socket.
+func TestFloorLongPipeline(t *testing.T) {
+	addr := startFloor(t, 4096, 1)
+	c := dialFloor(t, addr, 20*time.Second)
+	const n = 4000 // 112 KB of requests, 16 MB of answers
+	if _, err := io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", n)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the floor fills the socket and waits
+	br := bufio.NewReader(c)
+	for i := range n {
+		var r fasthttp.Response
+		if err := r.Read(br); err != nil {
+			t.Fatalf("answer %d of %d: %v", i, n, err)
+		}
+	}
+}
