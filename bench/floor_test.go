@@ -142,24 +142,35 @@ func TestFloorRefuses(t *testing.T) {
 // A client that sends many requests and reads nothing gets its answers
 // when it reads: the floor keeps at most one answer unsent and the rest of
 // the requests unread, and answers them in order once the socket drains.
+// Requests pipelined past the header bound in total (each one small) are
+// all answered too: the bound is on one header, not on the requests
+// waiting for the socket.
 func TestFloorSlowReader(t *testing.T) {
-	const size = 1 << 20
-	addr := startFloor(t, size, 1)
-	c := dialFloor(t, addr, 20*time.Second)
-	const n = 20 // 20 MiB of answers: more than the two sockets' buffers hold
-	if _, err := io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", n)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // the floor fills the socket and waits
-	br := bufio.NewReader(c)
-	for i := range n {
-		var r fasthttp.Response
-		if err := r.Read(br); err != nil {
-			t.Fatalf("answer %d: %v", i, err)
-		}
-		if !bytes.Equal(r.Body(), sharedPattern(size)) {
-			t.Fatalf("answer %d: %d body bytes, not the pattern", i, len(r.Body()))
-		}
+	for _, tc := range []struct {
+		name    string
+		size, n int
+	}{
+		{"20 MiB of answers", 1 << 20, 20}, // more than the two sockets' buffers hold
+		{"112 KB of requests", 4096, 4000}, // and 16 MB of answers
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := startFloor(t, tc.size, 1)
+			c := dialFloor(t, addr, 20*time.Second)
+			if _, err := io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", tc.n)); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond) // the floor fills the socket and waits
+			br := bufio.NewReader(c)
+			for i := range tc.n {
+				var r fasthttp.Response
+				if err := r.Read(br); err != nil {
+					t.Fatalf("answer %d of %d: %v", i, tc.n, err)
+				}
+				if !bytes.Equal(r.Body(), sharedPattern(tc.size)) {
+					t.Fatalf("answer %d: %d body bytes, not the pattern", i, len(r.Body()))
+				}
+			}
+		})
 	}
 }
 
@@ -193,25 +204,5 @@ func TestFloorPeer(t *testing.T) {
 	}
 	if got := strings.Join(argv, " "); got != "/bin/bench floor --listen 127.0.0.1:9 --size 4096 --workers 2" {
 		t.Fatal(got)
-	}
-}
-
-// Requests pipelined past the header bound in total (each one small) are
-// all answered, in order, however far the client falls behind: the bound
-// is on one header, not on the requests waiting for the socket.
-func TestFloorLongPipeline(t *testing.T) {
-	addr := startFloor(t, 4096, 1)
-	c := dialFloor(t, addr, 20*time.Second)
-	const n = 4000 // 112 KB of requests, 16 MB of answers
-	if _, err := io.WriteString(c, strings.Repeat("GET / HTTP/1.1\r\nHost: x\r\n\r\n", n)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond) // the floor fills the socket and waits
-	br := bufio.NewReader(c)
-	for i := range n {
-		var r fasthttp.Response
-		if err := r.Read(br); err != nil {
-			t.Fatalf("answer %d of %d: %v", i, n, err)
-		}
 	}
 }
